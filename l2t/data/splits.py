@@ -1,0 +1,142 @@
+"""The container every data set is loaded into: train / dev / test tensors plus class names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from l2t.errors import L2TError
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """Inputs ``x_*`` of shape ``(N, *input_shape)`` and integer labels ``y_*`` of shape ``(N,)``.
+
+    ``dev`` is what the teacher is trained against and what the state features read; ``test``
+    is used only for the final report.
+    """
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_dev: torch.Tensor
+    y_dev: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    class_names: tuple[str, ...]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_train.shape[1:])
+
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> "DataSplits":
+        f = lambda x: x.to(device=device, dtype=dtype)  # noqa: E731
+        i = lambda y: y.to(device=device, dtype=torch.long)  # noqa: E731
+        return replace(
+            self,
+            x_train=f(self.x_train), y_train=i(self.y_train),
+            x_dev=f(self.x_dev), y_dev=i(self.y_dev),
+            x_test=f(self.x_test), y_test=i(self.y_test),
+        )
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.y_train), "dev": len(self.y_dev), "test": len(self.y_test)}
+
+
+def check_labels(y: torch.Tensor, num_classes: int, where: str) -> torch.Tensor:
+    """Labels must be integers in ``[0, num_classes)``; returns them as ``long``."""
+    if y.dim() != 1:
+        raise L2TError(f"{where}: labels must be 1-D, got shape {tuple(y.shape)}")
+    if y.is_floating_point():
+        if not torch.equal(y, y.round()):
+            raise L2TError(f"{where}: labels must be integers, got non-integer values")
+    y = y.long()
+    if len(y) and (y.min() < 0 or y.max() >= num_classes):
+        raise L2TError(
+            f"{where}: labels out of range [0, {num_classes}): min {int(y.min())}, max {int(y.max())}"
+        )
+    return y
+
+
+def make_splits(
+    name: str,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    x_test: torch.Tensor,
+    y_test: torch.Tensor,
+    *,
+    x_dev: torch.Tensor | None = None,
+    y_dev: torch.Tensor | None = None,
+    dev_size: int,
+    num_classes: int | None = None,
+    class_names: tuple[str, ...] | None = None,
+    train_size: int | None = None,
+    test_size: int | None = None,
+    split_seed: int = 0,
+) -> DataSplits:
+    """Validate, hold out a dev split from train when none is given, subsample, standardise.
+
+    Inputs are standardised by one scalar mean and std computed on the training split, so the
+    same affine map is applied to dev and test.
+    """
+    pairs = {"train": (x_train, y_train), "test": (x_test, y_test)}
+    if (x_dev is None) != (y_dev is None):
+        raise L2TError(f"{name}: give both x_dev and y_dev, or neither")
+    if x_dev is not None:
+        pairs["dev"] = (x_dev, y_dev)
+    for split, (x, y) in pairs.items():
+        if len(x) != len(y):
+            raise L2TError(f"{name}: {split} has {len(x)} inputs but {len(y)} labels")
+        if len(x) == 0:
+            raise L2TError(f"{name}: {split} split is empty")
+        if tuple(x.shape[1:]) != tuple(x_train.shape[1:]):
+            raise L2TError(
+                f"{name}: {split} inputs have shape {tuple(x.shape[1:])}, "
+                f"train inputs {tuple(x_train.shape[1:])}"
+            )
+    if num_classes is None:
+        num_classes = int(max(int(y.max()) for _, y in pairs.values())) + 1
+    pairs = {s: (x.float(), check_labels(torch.as_tensor(y), num_classes, f"{name} {s}"))
+             for s, (x, y) in pairs.items()}
+    for split, (x, _) in pairs.items():
+        if not torch.isfinite(x).all():
+            raise L2TError(f"{name}: {split} inputs contain NaN or Inf")
+    if num_classes < 2:
+        raise L2TError(f"{name}: need at least 2 classes, labels give {num_classes}")
+
+    g = torch.Generator().manual_seed(split_seed)
+    x_train, y_train = pairs["train"]
+    if "dev" not in pairs:
+        if dev_size <= 0 or dev_size >= len(y_train):
+            raise L2TError(f"{name}: dev_size {dev_size} must be in [1, {len(y_train) - 1}]")
+        perm = torch.randperm(len(y_train), generator=g)
+        dev_idx, train_idx = perm[:dev_size], perm[dev_size:]
+        pairs["dev"] = (x_train[dev_idx], y_train[dev_idx])
+        x_train, y_train = x_train[train_idx], y_train[train_idx]
+    if train_size is not None:
+        if not 0 < train_size <= len(y_train):
+            raise L2TError(f"{name}: train_size {train_size} must be in [1, {len(y_train)}]")
+        idx = torch.randperm(len(y_train), generator=g)[:train_size]
+        x_train, y_train = x_train[idx], y_train[idx]
+    x_dev, y_dev = pairs["dev"]
+    x_test, y_test = pairs["test"]
+    if test_size is not None:
+        if not 0 < test_size <= len(y_test):
+            raise L2TError(f"{name}: test_size {test_size} must be in [1, {len(y_test)}]")
+        x_test, y_test = x_test[:test_size], y_test[:test_size]
+
+    mean, std = x_train.mean(), x_train.std().clamp_min(1e-8)
+    norm = lambda x: (x - mean) / std  # noqa: E731
+    if class_names is None:
+        class_names = tuple(str(i) for i in range(num_classes))
+    if len(class_names) != num_classes:
+        raise L2TError(f"{name}: {len(class_names)} class names for {num_classes} classes")
+    return DataSplits(
+        name=name,
+        x_train=norm(x_train), y_train=y_train,
+        x_dev=norm(x_dev), y_dev=y_dev,
+        x_test=norm(x_test), y_test=y_test,
+        num_classes=num_classes, class_names=tuple(class_names),
+    )

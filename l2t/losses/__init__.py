@@ -1,0 +1,42 @@
+"""Per-example loss functions ``loss(outputs, targets, coeffs) -> (B,)`` (or ``(B, T)``).
+
+The caller reduces (:func:`reduce_loss`). Fixed losses ignore ``coeffs``; learned ones
+(``bilinear``) take the teacher's coefficients as a tensor argument, never as hidden state.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable
+
+import torch
+
+from l2t.losses.bilinear import bilinear
+from l2t.losses.cross_entropy import cross_entropy
+from l2t.losses.smooth01 import smooth01
+from l2t.registry import Registry
+
+LossFn = Callable[..., torch.Tensor]
+
+LOSSES: Registry[LossFn] = Registry("loss")
+LOSSES.register("ce")(lambda: cross_entropy)
+LOSSES.register("smooth01")(lambda K=50.0: partial(smooth01, K=K))
+LOSSES.register("bilinear")(lambda scale=1.0: partial(bilinear, scale=scale))
+
+#: Losses whose coefficients come from a teacher.
+LEARNED = frozenset({"bilinear"})
+
+
+def create_loss(name: str, **kwargs) -> LossFn:
+    return LOSSES.create(name, **kwargs)
+
+
+def reduce_loss(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over examples, or over the real tokens where ``mask`` is given."""
+    if mask is None:
+        return values.mean()
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+__all__ = ["LEARNED", "LOSSES", "LossFn", "bilinear", "create_loss", "cross_entropy", "reduce_loss", "smooth01"]

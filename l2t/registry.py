@@ -1,0 +1,42 @@
+"""A small name -> factory registry, one per family (students, losses, teachers, ...)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Generic, TypeVar
+
+from l2t.errors import L2TError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps names to factories. ``create`` with an unknown name lists the known ones."""
+
+    def __init__(self, family: str) -> None:
+        self.family = family
+        self._factories: dict[str, Callable[..., T]] = {}
+
+    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        def deco(factory: Callable[..., T]) -> Callable[..., T]:
+            if name in self._factories:
+                raise ValueError(f"{self.family} {name!r} is registered twice")
+            self._factories[name] = factory
+            return factory
+
+        return deco
+
+    def get(self, name: str) -> Callable[..., T]:
+        try:
+            return self._factories[name]
+        except KeyError:
+            known = ", ".join(sorted(self._factories))
+            raise L2TError(f"unknown {self.family} {name!r}; known: {known}") from None
+
+    def create(self, name: str, **kwargs: Any) -> T:
+        return self.get(name)(**kwargs)
+
+    def list(self) -> list[str]:
+        return sorted(self._factories)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._factories
