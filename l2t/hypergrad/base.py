@@ -1,0 +1,157 @@
+"""One signature for every hypergradient method, and the pieces their backward walks share.
+
+A method takes an inner problem, an episode (initial student weights and batch order) and a
+teacher, trains the student for ``problem.steps`` steps with the teacher in the loop, and returns
+the gradient of the outer loss (the negated relaxed dev measure) with respect to
+``teacher_params``.
+
+Notation (SPEC §3, momentum form of Maclaurin et al. 2015, Alg. 2). Forward step t:
+
+    v_{t+1} = γ v_t + G_t(ω_t, c_t),   G_t = ∇_ω L(ω_t; c_t, D_t) + λ ω_t
+    ω_{t+1} = ω_t − η_t v_{t+1}
+
+Backward step t, from the adjoints ``dω_{t+1}, dv_{t+1}``:
+
+    u      = dv_{t+1} − η_t dω_{t+1}            (adjoint of v_{t+1})
+    dω_t   = dω_{t+1} + (∂G_t/∂ω)ᵀ u            (eq. 4: a Hessian-vector product)
+    dc_t  += (∂G_t/∂c)ᵀ u                       (eq. 5, with respect to the coefficients)
+    dv_t   = γ u
+
+The products come from one double-backward pass (never a Hessian). The coefficient adjoints of
+each phase are chained into ``d teacher_params`` at the end by replaying the teacher on the
+recorded state features (:func:`chain_to_teacher`), which also covers teachers with memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+
+from l2t.data.batches import Batch, BatchSchedule
+from l2t.errors import L2TError
+from l2t.inner import InnerProblem, loss_and_grads
+from l2t.registry import Registry
+from l2t.students.base import Params
+from l2t.teachers.session import Phase, TeachingSession, replay
+from l2t.teachers.state import StateSpec
+
+
+@dataclass(frozen=True)
+class Episode:
+    """What changes between teacher steps: the fresh student and the order of its batches."""
+
+    params: Params
+    buffers: Params
+    batches: BatchSchedule
+
+
+@dataclass
+class HypergradResult:
+    outer_loss: float  # the outer loss at the end of the run (negated dev measure)
+    grads: dict[str, torch.Tensor]  # d outer_loss / d teacher_params
+    params: Params  # the student's final weights ω_T
+    buffers: Params
+    phases: list[Phase]  # state features and coefficients of each phase
+    info: dict[str, Any] = field(default_factory=dict)  # method-specific facts (memory, ...)
+
+
+Method = Callable[..., HypergradResult]
+
+METHODS: Registry[Method] = Registry("hypergradient method")
+
+
+def get_method(spec: str) -> Method:
+    """``"reverse"`` or ``"name:arg"`` (e.g. ``"truncated:50"``)."""
+    name, _, arg = spec.partition(":")
+    factory = METHODS.get(name)
+    try:
+        return factory(arg) if arg else factory()
+    except (TypeError, ValueError) as e:
+        raise L2TError(f"bad hypergradient method {spec!r}: {e}") from None
+
+
+def hypergradient(
+    problem: InnerProblem,
+    episode: Episode,
+    teacher: torch.nn.Module,
+    teacher_params: dict[str, torch.Tensor],
+    spec: StateSpec,
+    *,
+    method: str = "reverse",
+    memory: Any = None,
+) -> HypergradResult:
+    """Train a student under ``teacher`` and differentiate its dev objective w.r.t. the teacher."""
+    return get_method(method)(problem, episode, teacher, teacher_params, spec, memory=memory)
+
+
+def outer_grad(problem: InnerProblem, params: Params, buffers: Params) -> tuple[float, Params]:
+    """``(J(ω_T), dJ/dω_T)``: eq. 3."""
+    with torch.enable_grad():
+        leaf = {k: v.detach().requires_grad_() for k, v in params.items()}
+        value = problem.outer_loss(leaf, buffers)
+        grads = torch.autograd.grad(value, tuple(leaf.values()), allow_unused=True)
+    return value.item(), {k: _zero_if_none(g, leaf[k]) for (k, g) in zip(leaf, grads)}
+
+
+def _zero_if_none(g: Optional[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    return torch.zeros_like(like) if g is None else g
+
+
+def step_vjp(
+    problem: InnerProblem,
+    params: Params,
+    buffers: Params,
+    batch: Batch,
+    step: int,
+    coeffs: Optional[torch.Tensor],
+    u: Params,
+) -> tuple[Params, Optional[torch.Tensor]]:
+    """``((∂∇L/∂ω)ᵀ u, (∂∇L/∂c)ᵀ u)`` at step ``step``, by one double-backward pass."""
+    with torch.enable_grad():
+        leaf = {k: v.detach().requires_grad_() for k, v in params.items()}
+        c = None if coeffs is None else coeffs.detach().requires_grad_()
+        grads, _, _ = loss_and_grads(problem, leaf, buffers, batch, step, lambda *_: c, create_graph=True)
+        dot = sum((g * u[k]).sum() for k, g in zip(leaf, grads))
+        inputs = tuple(leaf.values()) + (() if c is None else (c,))
+        out = torch.autograd.grad(dot, inputs, allow_unused=True)
+    d_params = {k: _zero_if_none(g, leaf[k]) for k, g in zip(leaf, out)}
+    d_coeffs = None if c is None else _zero_if_none(out[-1], c)
+    return d_params, d_coeffs
+
+
+class BackwardWalk:
+    """Adjoint state of the reverse pass; ``step`` applies one backward step (see module doc)."""
+
+    def __init__(self, problem: InnerProblem, session: TeachingSession, d_params: Params) -> None:
+        self.problem, self.session = problem, session
+        self.d_params = d_params
+        self.d_velocity = {k: torch.zeros_like(v) for k, v in d_params.items()}
+        self.d_coeffs = [torch.zeros_like(p.coeffs) for p in session.phases]
+
+    def step(self, t: int, params: Params, buffers: Params, batch: Batch) -> None:
+        opt = self.problem.optimizer
+        eta = opt.lr(t)
+        u = {k: self.d_velocity[k] - eta * self.d_params[k] for k in self.d_params}
+        phase = self.session.phase_of_step[t]
+        h_params, h_coeffs = step_vjp(self.problem, params, buffers, batch, t, self.session.phases[phase].coeffs, u)
+        lam = opt.weight_decay
+        self.d_params = {k: self.d_params[k] + h_params[k] + lam * u[k] for k in u}
+        self.d_velocity = {k: opt.momentum * u[k] for k in u}
+        if h_coeffs is not None:
+            self.d_coeffs[phase] = self.d_coeffs[phase] + h_coeffs
+
+
+def chain_to_teacher(
+    teacher: torch.nn.Module,
+    teacher_params: dict[str, torch.Tensor],
+    session: TeachingSession,
+    d_coeffs: list[torch.Tensor],
+) -> dict[str, torch.Tensor]:
+    """``Σ_phases (∂c_k/∂θ)ᵀ dc_k`` by replaying the teacher on the recorded features."""
+    with torch.enable_grad():
+        leaf = {k: v.detach().requires_grad_() for k, v in teacher_params.items()}
+        coeffs = replay(teacher, leaf, [p.features for p in session.phases], session.memory0)
+        grads = torch.autograd.grad(coeffs, tuple(leaf.values()), grad_outputs=d_coeffs, allow_unused=True)
+    return {k: _zero_if_none(g, leaf[k]) for k, g in zip(leaf, grads)}

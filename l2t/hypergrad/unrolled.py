@@ -1,0 +1,35 @@
+"""``unrolled``: autograd through the whole unrolled training graph (the reference).
+
+Simple and obviously right, but it keeps every step's graph alive (memory grows with ``T``, the
+way ``higher`` and ``torchopt`` work). It is the ground truth other methods are tested against.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from l2t.hypergrad.base import METHODS, Episode, HypergradResult, _zero_if_none
+from l2t.inner import InnerProblem, rollout
+from l2t.teachers.session import Phase, TeachingSession
+from l2t.teachers.state import StateSpec
+
+
+def unrolled(problem: InnerProblem, episode: Episode, teacher, teacher_params, spec: StateSpec, *, memory=None) -> HypergradResult:
+    with torch.enable_grad():
+        leaf = {k: v.detach().requires_grad_() for k, v in teacher_params.items()}
+        session = TeachingSession(teacher, leaf, spec, problem.student, memory=memory, differentiable=True)
+        params0 = {k: v.detach().requires_grad_() for k, v in episode.params.items()}
+        params, _, buffers = rollout(problem, params0, episode.buffers, episode.batches, session, create_graph=True)
+        outer = problem.outer_loss(params, buffers)
+        grads = torch.autograd.grad(outer, tuple(leaf.values()), allow_unused=True)
+    phases = [Phase(p.start, p.features, p.coeffs.detach()) for p in session.phases]
+    return HypergradResult(
+        outer.item(),
+        {k: _zero_if_none(g, leaf[k]) for k, g in zip(leaf, grads)},
+        {k: v.detach() for k, v in params.items()},
+        buffers,
+        phases,
+    )
+
+
+METHODS.register("unrolled")(lambda: unrolled)

@@ -1,0 +1,62 @@
+"""The attention teacher of L2T-DLF (section 4.1, Fig. 2b): ``Φ_t = c·I + W softmax(V s_t)``."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from l2t.teachers.base import TEACHERS, Teacher
+
+
+@TEACHERS.register("attention")
+class AttentionTeacher(Teacher):
+    """``W ∈ R^{C×C×N}``, ``V ∈ R^{N×|s|}``, ``N`` keys (10 in the paper).
+
+    The paper's teacher is ``W softmax(V s)``. We add a fixed ``c·I`` and start from ``W = 0``:
+    the bilinear loss scaled by ``4/c`` then has the gradient of cross entropy (SPEC §8), so the
+    teacher starts at the standard loss and can only be judged by whether it improves on it.
+    ``base=0`` with ``w_init_std > 0`` gives the paper's plain form.
+
+    ``V`` is drawn at random (std ``v_init_std``) so that different student states attend to
+    different keys from the start; with ``W = 0`` the keys would otherwise stay interchangeable.
+    """
+
+    loss_name = "bilinear"
+
+    def __init__(
+        self,
+        num_classes: int,
+        state_dim: int,
+        keys: int = 10,
+        base: float = 0.1,
+        v_init_std: float = 1.0,
+        w_init_std: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if keys < 1:
+            raise ValueError(f"Invalid number of keys: {keys}")
+        self.num_classes, self.state_dim, self.keys = num_classes, state_dim, keys
+        self.base, self.v_init_std, self.w_init_std = base, v_init_std, w_init_std
+        self.W = nn.Parameter(torch.empty(num_classes, num_classes, keys))
+        self.V = nn.Parameter(torch.empty(keys, state_dim))
+        self.register_buffer("eye", torch.eye(num_classes), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.W, std=self.w_init_std) if self.w_init_std > 0 else nn.init.zeros_(self.W)
+        nn.init.normal_(self.V, std=self.v_init_std)
+
+    def forward(self, features: torch.Tensor, memory: None = None) -> tuple[torch.Tensor, None]:
+        """``features (|s|,)`` -> ``Φ (C, C)``."""
+        attn = torch.softmax(self.V @ features, dim=-1)  # (N,)
+        phi = self.base * self.eye.to(self.W.dtype) + self.W @ attn  # (C, C)
+        return phi, memory
+
+    def loss_kwargs(self) -> dict:
+        return {"scale": 4.0 / self.base} if self.base > 0 else {}
+
+    def config(self) -> dict:
+        return dict(
+            num_classes=self.num_classes, state_dim=self.state_dim, keys=self.keys, base=self.base,
+            v_init_std=self.v_init_std, w_init_std=self.w_init_std,
+        )

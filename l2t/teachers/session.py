@@ -1,0 +1,83 @@
+"""A teacher in the student's training loop: one episode of teaching.
+
+At each step the inner loop asks the session for the loss coefficients. At the first step of a
+phase the session reads the student's state, runs the teacher (threading its memory) and records
+the phase; within a phase it returns the same coefficients.
+
+Recorded phases are what hypergradient methods need: the features are constants, and the
+coefficients are recomputed from them with the teacher's weights under autograd
+(:func:`replay`) to chain ``d outer / d coeffs`` into ``d outer / d teacher_params``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from l2t.students.base import Params, Student
+from l2t.teachers.base import call_teacher
+from l2t.teachers.state import StateSpec, StateTracker, predict
+
+
+@dataclass
+class Phase:
+    start: int
+    features: torch.Tensor
+    coeffs: torch.Tensor
+
+
+class TeachingSession:
+    """``session(step, outputs, targets, params, buffers) -> coeffs``.
+
+    With ``differentiable=True`` the coefficients keep their graph to ``teacher_params`` (used by
+    the ``unrolled`` reference method); otherwise they are detached. ``frozen_features`` replays
+    the features of an earlier run instead of reading the student (finite-difference checks).
+    """
+
+    def __init__(
+        self,
+        teacher: torch.nn.Module,
+        teacher_params: dict[str, torch.Tensor],
+        spec: StateSpec,
+        student: Student,
+        *,
+        memory: Any = None,
+        differentiable: bool = False,
+        frozen_features: list[torch.Tensor] | None = None,
+    ) -> None:
+        self.teacher, self.teacher_params, self.student = teacher, teacher_params, student
+        self.tracker = StateTracker(spec)
+        self.memory0 = teacher.init_memory() if memory is None else memory
+        self.memory = self.memory0
+        self.differentiable = differentiable
+        self.frozen_features = frozen_features
+        self.phases: list[Phase] = []
+        self.phase_of_step: list[int] = []
+
+    def __call__(self, step: int, outputs: torch.Tensor, targets: torch.Tensor, params: Params, buffers: Params) -> torch.Tensor:
+        self.tracker.observe(outputs, targets)
+        if self.tracker.is_refresh(step) or not self.phases:
+            if self.frozen_features is not None:
+                features = self.frozen_features[len(self.phases)]
+            else:
+                dtype = next(iter(params.values())).dtype
+                pred = predict(self.student, params, buffers, self.tracker.spec.x_dev, self.tracker.spec.eval_batch)
+                features = self.tracker.features(step, pred, dtype)
+            with torch.set_grad_enabled(self.differentiable):
+                coeffs, self.memory = call_teacher(self.teacher, self.teacher_params, features, self.memory)
+            if not self.differentiable:
+                coeffs = coeffs.detach()
+            self.phases.append(Phase(step, features, coeffs))
+        self.phase_of_step.append(len(self.phases) - 1)
+        return self.phases[-1].coeffs
+
+
+def replay(teacher: torch.nn.Module, teacher_params: dict[str, torch.Tensor], features: list[torch.Tensor], memory: Any) -> list[torch.Tensor]:
+    """Recompute each phase's coefficients from recorded features, with autograd to the teacher."""
+    out = []
+    for f in features:
+        coeffs, memory = call_teacher(teacher, teacher_params, f, memory)
+        out.append(coeffs)
+    return out
