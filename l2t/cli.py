@@ -1,0 +1,197 @@
+"""The ``l2t`` command line. Thin: parse arguments, build a config, call the library.
+
+A user mistake (bad path, corrupt file, unknown name, bad value) ends with one line
+``l2t: error: ...`` on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from l2t.config import Config, load_config, parse_override
+from l2t.errors import L2TError
+
+log = logging.getLogger("l2t")
+
+
+def _common(p: argparse.ArgumentParser, *, data: bool = True) -> None:
+    if data:
+        p.add_argument("--config", help="TOML config file (see configs/); defaults are the digits demo")
+        p.add_argument("--data", help="digits | fashion-mnist | mnist | FOLDER of IDX files | FILE.npz")
+        p.add_argument("--student", help="student architecture (l2t list); resets student options from the config")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set inner.lr=0.05 (repeatable)")
+    p.add_argument("--seed", type=int, help="random seed (default: the config's, 0)")
+    p.add_argument("--device", help="cpu (default) or cuda[:N]")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def _config(args: argparse.Namespace, **extra) -> Config:
+    """The config file, then the named flags, then ``--set`` overrides, then ``extra``."""
+    overrides: dict = {}
+    base = load_config(args.config)
+    if args.data:
+        overrides["data.name"] = args.data
+    if args.student and args.student != base.student.name:
+        overrides["student.name"] = args.student
+        overrides["student.options"] = {}
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    if args.device:
+        overrides["device"] = args.device
+    overrides |= dict(parse_override(item) for item in args.overrides)
+    overrides |= {k: v for k, v in extra.items() if v is not None}
+    return load_config(args.config, overrides)
+
+
+def _default_out(kind: str, cfg: Config) -> Path:
+    data = Path(cfg.data.name).stem
+    return Path("runs") / f"{kind}-{data}-{cfg.student.name}" / f"seed{cfg.seed}"
+
+
+def cmd_teach(args: argparse.Namespace) -> int:
+    from l2t.teach import teach
+
+    if args.resume:
+        res = teach(load_config(), args.resume, resume=True, progress=not args.no_progress)
+    else:
+        cfg = _config(args, **{"outer.hypergrad": args.hypergrad})
+        res = teach(cfg, args.out or _default_out("teach", cfg), progress=not args.no_progress)
+    print(f"teacher written to {res.teacher_path} ({len(res.metrics)} teacher steps, {res.skipped} skipped)")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from l2t.build import load_splits, resolve_device, resolve_dtype
+    from l2t.io import write_json
+    from l2t.runs import init_run
+    from l2t.teachers import load_teacher
+    from l2t.train import train_student
+
+    cfg = _config(args)
+    data = load_splits(cfg)
+    if args.loss.startswith("teacher:"):
+        loss = load_teacher(args.loss.partition(":")[2], resolve_device(cfg.device), resolve_dtype(cfg.dtype))
+        label = "l2t-dlf"
+    else:
+        loss, label = args.loss, args.loss
+    out = Path(args.out) if args.out else _default_out(f"train-{label}", cfg)
+    init_run(out, cfg)
+    res = _with_progress(lambda hook: train_student(cfg, data, loss, cfg.seed, on_step=hook), cfg.inner.steps, f"student ({label})", args.no_progress)
+    write_json(out / "summary.json", res.summary())
+    print(f"test error {100 * res.test_error:.2f}% (dev error {100 * res.dev_error:.2f}%), loss {label}, seed {cfg.seed}"
+          + (" -- DIVERGED" if res.diverged else ""))
+    print(f"results in {out}")
+    return 0
+
+
+def _with_progress(fn, total: int, desc: str, disabled: bool):
+    from tqdm import tqdm
+
+    with tqdm(total=total, desc=desc, disable=disabled, unit="step") as bar:
+        return fn(lambda t: bar.update(1))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from l2t.demo import run_demo
+
+    cfg = _config(args)
+    report = run_demo(cfg, Path(args.out), seeds=args.seeds or cfg.eval_seeds, progress=not args.no_progress)
+    print(report)
+    return 0
+
+
+def cmd_check_grad(args: argparse.Namespace) -> int:
+    import torch
+
+    from l2t.build import resolve_device
+    from l2t.hypergrad.check import check_method
+
+    device = resolve_device(args.device or "cpu")
+    res = check_method(args.method, steps=args.steps, every=args.every, directions=args.directions,
+                       seed=args.seed or 0, momentum=args.momentum, device=device)
+    worst = res.max_rel_error
+    print(f"method {args.method}: float64, {args.steps} momentum-SGD steps, state refreshed every {args.every}")
+    for i, e in enumerate(res.rel_errors):
+        print(f"  direction {i}: relative error {e:.3e}")
+    print(f"max relative error vs central finite differences: {worst:.3e} (tolerance {args.tol:.0e}); "
+          f"{res.jumps}/{res.evaluations} perturbed runs crossed a state-feature jump")
+    ok = worst <= args.tol and torch.isfinite(torch.tensor(worst))
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from l2t.data import DATASETS
+    from l2t.hypergrad import METHODS
+    from l2t.losses import LOSSES
+    from l2t.objectives import OBJECTIVES
+    from l2t.students import STUDENTS
+    from l2t.teachers import TEACHERS
+
+    for family, reg in [("students", STUDENTS), ("losses", LOSSES), ("teachers", TEACHERS),
+                        ("hypergradient methods", METHODS), ("dev objectives", OBJECTIVES), ("data sets", DATASETS)]:
+        print(f"{family}: {', '.join(reg.list())}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="l2t", description="Learning to teach with dynamic loss functions.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("teach", help="train a teacher (Algorithm 1) into a run folder")
+    _common(p)
+    p.add_argument("--out", help="run folder (default runs/teach-DATA-STUDENT/seedN)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (uses its saved config)")
+    p.add_argument("--hypergrad", help="hypergradient method (l2t list)")
+    p.set_defaults(func=cmd_teach)
+
+    p = sub.add_parser("train", help="train one student with a loss or a teacher; print its test error")
+    _common(p)
+    p.add_argument("--loss", required=True, help="ce | smooth01 | teacher:PATH (teacher file or teach run folder)")
+    p.add_argument("--out", help="run folder (default runs/train-LOSS-DATA-STUDENT/seedN)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("demo", help="teach, then compare cross entropy, smooth 0-1 and L2T-DLF over seeds")
+    _common(p)
+    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    p.add_argument("--seeds", type=int, help="evaluation seeds per loss (default: config eval_seeds, 3)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("check-grad", help="hypergradient vs central finite differences on a float64 problem")
+    _common(p, data=False)
+    p.add_argument("--method", default="reverse", help="hypergradient method (l2t list)")
+    p.add_argument("--steps", type=int, default=12, help="student steps (default 12)")
+    p.add_argument("--every", type=int, default=4, help="state refresh interval (default 4)")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--directions", type=int, default=6, help="random directions to check (default 6)")
+    p.add_argument("--tol", type=float, default=1e-6, help="largest relative error that passes (default 1e-6)")
+    p.set_defaults(func=cmd_check_grad)
+
+    p = sub.add_parser("list", help="registered students, losses, teachers, methods, data sets")
+    p.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except L2TError as e:
+        print(f"l2t: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("l2t: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
