@@ -1,0 +1,47 @@
+import copy
+
+import torch
+
+from l2t import TeacherLoss
+from l2t.build import build_problem, build_student, build_teacher, load_splits, make_episode, state_spec
+from l2t.config import load_config
+from l2t.inner import rollout
+from l2t.losses import create_loss
+from l2t.teachers import TeachingSession, load_teacher, save_teacher, teacher_params
+
+from conftest import TINY
+
+
+def test_teacher_loss_in_a_plain_torch_loop_matches_the_library(tmp_path):
+    """A user's nn.Module + torch.optim.SGD loop driven by TeacherLoss ends at the same weights as
+    l2t's functional rollout with the same teacher, init and batches (float64)."""
+    cfg = load_config(TINY, {"dtype": "float64", "inner.weight_decay": 1e-3})
+    data = load_splits(cfg)
+    teacher = build_teacher(cfg, data)
+    torch.nn.init.normal_(teacher.W, std=0.05)  # a teacher that is not plain cross entropy
+    save_teacher(tmp_path / "t.safetensors", teacher, teacher_params(teacher), name="attention",
+                 state_every=cfg.teacher.state_every)
+    loaded = load_teacher(tmp_path / "t.safetensors", dtype=torch.float64)
+    student = build_student(cfg, data)
+    episode = make_episode(cfg, data, student, seed=11)
+
+    problem = build_problem(cfg, data, student, create_loss("bilinear", **loaded.meta["loss_kwargs"]))
+    session = TeachingSession(loaded.teacher, loaded.params, state_spec(cfg, data), student)
+    expected, _, _ = rollout(problem, episode.params, episode.buffers, episode.batches, session)
+
+    model = copy.deepcopy(student.module).double()
+    model.load_state_dict(episode.params)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.inner.lr, momentum=cfg.inner.momentum,
+                          weight_decay=cfg.inner.weight_decay)
+    criterion = TeacherLoss.load(tmp_path / "t.safetensors", data.x_dev, data.y_dev, total_steps=cfg.inner.steps)
+    model.train()
+    for step in range(cfg.inner.steps):
+        batch = episode.batches(step)
+        loss = criterion(model(batch.inputs), batch.targets, step=step, model=model)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        assert model.training  # the dev evaluation restored the mode
+    for k, v in model.named_parameters():
+        torch.testing.assert_close(v.detach(), expected[k], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(criterion.coeffs, session.phases[-1].coeffs)

@@ -1,0 +1,106 @@
+"""End-to-end runs of the command line on the tiny config, and its handling of bad input."""
+
+import numpy as np
+import pytest
+
+from l2t.cli import main
+
+from conftest import TINY
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_teach_then_train_with_the_teacher(tmp_path, capsys):
+    code, out, _ = run(capsys, "teach", "--config", TINY, "--out", tmp_path / "t", "--no-progress")
+    assert code == 0 and "teacher written to" in out
+    code, out, _ = run(capsys, "train", "--config", TINY, "--loss", f"teacher:{tmp_path / 't'}",
+                       "--out", tmp_path / "s", "--no-progress", "--seed", "3")
+    assert code == 0 and "test error" in out and "loss l2t-dlf, seed 3" in out
+    assert (tmp_path / "s" / "summary.json").is_file()
+
+
+@pytest.mark.parametrize("loss", ["ce", "smooth01"])
+def test_train_fixed_losses(tmp_path, capsys, loss):
+    code, out, _ = run(capsys, "train", "--config", TINY, "--loss", loss, "--out", tmp_path / loss, "--no-progress")
+    assert code == 0 and f"loss {loss}" in out
+
+
+def test_train_on_a_users_npz(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "mine.npz", x_train=rng.random((80, 6)), y_train=rng.integers(0, 3, 80),
+             x_test=rng.random((20, 6)), y_test=rng.integers(0, 3, 20))
+    code, out, _ = run(capsys, "train", "--config", TINY, "--data", tmp_path / "mine.npz", "--loss", "ce",
+                       "--set", "data.train_size=null", "--out", tmp_path / "r", "--no-progress")
+    assert code == 0 and "test error" in out
+    # asking for more training examples than the file has is a clear error
+    code, _, err = run(capsys, "train", "--config", TINY, "--data", tmp_path / "mine.npz", "--loss", "ce",
+                       "--out", tmp_path / "r2", "--no-progress")
+    assert code == 2 and "train_size 200 must be in [1, 72]" in err
+
+
+def test_demo_prints_the_table_and_writes_figures(tmp_path, capsys):
+    code, out, _ = run(capsys, "demo", "--config", TINY, "--out", tmp_path / "d", "--no-progress")
+    assert code == 0
+    for label in ["cross entropy", "smooth 0-1 (K=50)", "L2T-DLF (teacher)", "mean ± std over 2 seeds"]:
+        assert label in out
+    for png in ["fig3_dev_measure.png", "fig4_coeffs.png"]:
+        assert (tmp_path / "d" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # re-running the same demo reuses the finished teacher; another config is refused
+    assert run(capsys, "demo", "--config", TINY, "--out", tmp_path / "d", "--no-progress")[0] == 0
+    code, _, err = run(capsys, "demo", "--config", TINY, "--out", tmp_path / "d", "--no-progress", "--set", "inner.lr=0.05")
+    assert code == 2 and "different config" in err
+
+
+def test_check_grad_passes_and_fails(capsys):
+    code, out, _ = run(capsys, "check-grad", "--steps", "6", "--every", "2", "--directions", "2")
+    assert code == 0 and "PASS" in out
+    code, out, _ = run(capsys, "check-grad", "--steps", "6", "--directions", "2", "--tol", "1e-30")
+    assert code == 1 and "FAIL" in out
+
+
+def test_list(capsys):
+    code, out, _ = run(capsys, "list")
+    assert code == 0 and "hypergradient methods: reverse, unrolled" in out and "students: lenet, mlp" in out
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["train", "--loss", "ce", "--data", "/no/such/folder"], "unknown data set '/no/such/folder'"),
+        (["train", "--loss", "ce", "--student", "transformer"], "unknown student 'transformer'"),
+        (["train", "--loss", "hinge"], "unknown loss 'hinge'"),
+        (["train", "--loss", "bilinear"], "needs a teacher"),
+        (["train", "--loss", "teacher:/no/such/teacher.safetensors"], "no teacher checkpoint"),
+        (["train", "--loss", "ce", "--set", "inner.lr=fast"], "expected float"),
+        (["train", "--loss", "ce", "--set", "inner.momentum=1.5"], "Invalid momentum"),
+        (["train", "--loss", "ce", "--device", "cuda:7"], "cuda"),
+        (["teach", "--resume", "/no/such/run"], "cannot resume"),
+        (["teach", "--hypergrad", "magic", "--set", "outer.steps=1"], "unknown hypergradient method 'magic'"),
+        (["train", "--loss", "ce", "--config", "/no/such.toml"], "no such config file"),
+    ],
+)
+def test_bad_input_gets_one_clear_line(tmp_path, capsys, argv, message, monkeypatch):
+    import torch
+
+    if "cuda:7" in argv and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, *argv, "--no-progress")
+    assert code == 2
+    lines = [l for l in err.splitlines() if l.startswith("l2t: error:")]
+    assert len(lines) == 1 and message in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_corrupt_npz_and_bad_labels_from_the_cli(tmp_path, capsys):
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 truncated")
+    code, _, err = run(capsys, "train", "--loss", "ce", "--data", tmp_path / "bad.npz", "--no-progress")
+    assert code == 2 and "corrupt .npz file" in err
+    np.savez(tmp_path / "labels.npz", x_train=np.zeros((20, 4)), y_train=np.arange(20) - 1,
+             x_test=np.zeros((5, 4)), y_test=np.arange(5))
+    code, _, err = run(capsys, "train", "--loss", "ce", "--data", tmp_path / "labels.npz", "--no-progress")
+    assert code == 2 and "labels out of range" in err

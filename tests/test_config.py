@@ -1,0 +1,55 @@
+import pytest
+
+from l2t.config import Config, load_config, to_dict
+from l2t.errors import L2TError
+
+
+def test_defaults_are_the_demo():
+    cfg = load_config()
+    assert cfg.data.name == "digits" and cfg.inner.steps == 300 and cfg.teacher.name == "attention"
+
+
+def test_toml_then_overrides(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('seed = 4\n[inner]\nlr = 0.2\n[student]\noptions = { widths = [8, 8] }\n')
+    cfg = load_config(path, ["inner.lr=0.05", "data.name=fashion-mnist", "outer.clip=2"])
+    assert (cfg.seed, cfg.inner.lr, cfg.data.name, cfg.outer.clip) == (4, 0.05, "fashion-mnist", 2.0)
+    assert cfg.student.options == {"widths": [8, 8]}
+
+
+def test_saved_config_loads_back(tmp_path):
+    import json
+
+    cfg = load_config(overrides={"inner.steps": 7, "student.options": {"widths": [3]}})
+    (tmp_path / "config.json").write_text(json.dumps(to_dict(cfg)))
+    assert load_config(tmp_path / "config.json") == cfg
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["inner.nope=1"], "unknown config key.*inner.nope"),
+        (["nope.lr=1"], "unknown config key.*nope"),
+        (["inner.steps=1.5"], "config inner.steps: expected int, got 1.5"),
+        (["inner.lr=fast"], "config inner.lr: expected float, got 'fast'"),
+        (["seed=true"], "config seed: expected int, got True"),
+        (["inner=3"], "config inner: expected a section"),
+        (["justtext"], "bad override"),
+    ],
+)
+def test_bad_configs(overrides, message):
+    with pytest.raises(L2TError, match=message):
+        load_config(overrides=overrides)
+
+
+def test_bad_config_files(tmp_path):
+    with pytest.raises(L2TError, match="no such config file"):
+        load_config(tmp_path / "missing.toml")
+    (tmp_path / "bad.toml").write_text("[inner\nlr = ")
+    with pytest.raises(L2TError, match="cannot parse config"):
+        load_config(tmp_path / "bad.toml")
+
+
+def test_config_is_frozen():
+    with pytest.raises(Exception):
+        Config().seed = 3

@@ -1,0 +1,75 @@
+import json
+import os
+
+import pytest
+import torch
+
+from l2t.errors import L2TError
+from l2t.io import append_jsonl, load_tensors, read_jsonl, save_tensors, write_json
+from l2t.teachers import AttentionTeacher, load_teacher, save_teacher, teacher_params
+
+
+def test_teacher_checkpoint_round_trip(tmp_path):
+    t = AttentionTeacher(4, 7, keys=3, base=0.2, w_init_std=0.5)
+    params = teacher_params(t)
+    save_teacher(tmp_path / "t.safetensors", t, params, name="attention", state_every=5, total_steps=40)
+    loaded = load_teacher(tmp_path / "t.safetensors", dtype=torch.float64)
+    assert loaded.state_every == 5 and loaded.meta["loss_kwargs"] == {"scale": 20.0}
+    s = torch.rand(7, dtype=torch.float64)
+    expected, _ = t.double()(s, None)
+    got, _ = torch.func.functional_call(loaded.teacher, loaded.params, (s, None))
+    torch.testing.assert_close(got, expected)
+    # a run folder holding teacher.safetensors works as well as the file
+    (tmp_path / "run").mkdir()
+    (tmp_path / "t.safetensors").rename(tmp_path / "run" / "teacher.safetensors")
+    assert load_teacher(tmp_path / "run").state_every == 5
+
+
+def test_checkpoint_with_nan_is_refused(tmp_path):
+    t = AttentionTeacher(3, 6)
+    params = teacher_params(t)
+    params["W"][0, 0, 0] = float("nan")
+    save_teacher(tmp_path / "t.safetensors", t, params, name="attention", state_every=5)
+    with pytest.raises(L2TError, match="holds NaN or Inf in tensor 'W'"):
+        load_teacher(tmp_path / "t.safetensors")
+
+
+def test_corrupt_and_mismatched_checkpoints(tmp_path):
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 40)
+    with pytest.raises(L2TError, match="corrupt checkpoint"):
+        load_teacher(tmp_path / "junk.safetensors")
+    with pytest.raises(L2TError, match="no teacher checkpoint"):
+        load_teacher(tmp_path / "none.safetensors")
+    save_tensors(tmp_path / "other.safetensors", {"x": torch.zeros(2)}, {"format": "something-else"})
+    with pytest.raises(L2TError, match="is not an l2t teacher checkpoint"):
+        load_teacher(tmp_path / "other.safetensors")
+    t = AttentionTeacher(3, 6)
+    p = teacher_params(t)
+    p["V"] = torch.zeros(2, 2)
+    save_teacher(tmp_path / "shape.safetensors", t, p, name="attention", state_every=5)
+    with pytest.raises(L2TError, match="do not match teacher"):
+        load_teacher(tmp_path / "shape.safetensors")
+
+
+def test_checkpoint_loading_never_unpickles(tmp_path):
+    """A pickle-based file (torch.save) is refused as corrupt, not executed."""
+    torch.save({"W": torch.zeros(1)}, tmp_path / "evil.safetensors")
+    with pytest.raises(L2TError, match="corrupt checkpoint"):
+        load_tensors(tmp_path / "evil.safetensors")
+
+
+def test_atomic_writes_leave_no_temp_files_and_keep_old_file_on_failure(tmp_path, monkeypatch):
+    write_json(tmp_path / "a.json", {"x": 1})
+    with pytest.raises(ValueError):
+        write_json(tmp_path / "a.json", {"x": float("nan")})  # JSON has no NaN
+    assert json.loads((tmp_path / "a.json").read_text()) == {"x": 1}
+    assert os.listdir(tmp_path) == ["a.json"]
+
+
+def test_read_jsonl_drops_a_torn_last_line(tmp_path):
+    path = tmp_path / "m.jsonl"
+    append_jsonl(path, {"step": 0})
+    append_jsonl(path, {"step": 1})
+    with open(path, "a") as f:
+        f.write('{"step": 2, "dev')  # a writer killed mid-line
+    assert read_jsonl(path) == [{"step": 0}, {"step": 1}]

@@ -1,0 +1,76 @@
+import math
+
+import pytest
+import torch
+
+from l2t.losses import LOSSES, bilinear, create_loss, cross_entropy, reduce_loss, smooth01
+
+
+def test_cross_entropy_hand_computed():
+    logits = torch.tensor([[0.0, 0.0], [2.0, 0.0]], dtype=torch.float64)
+    y = torch.tensor([0, 1])
+    expected = [math.log(2), -math.log(math.exp(0) / (math.exp(2) + 1))]
+    torch.testing.assert_close(cross_entropy(logits, y), torch.tensor(expected, dtype=torch.float64))
+
+
+def test_smooth01_hand_computed():
+    # margin = z_y - max_{j != y} z_j: example 0: 1 - 0.5 = 0.5; example 1: 0 - 3 = -3
+    logits = torch.tensor([[1.0, 0.5, -1.0], [3.0, 0.0, 1.0]], dtype=torch.float64)
+    y = torch.tensor([0, 1])
+    K = 2.0
+    expected = [-math.log(1 / (1 + math.exp(-K * 0.5))), -math.log(1 / (1 + math.exp(K * 3.0)))]
+    torch.testing.assert_close(smooth01(logits, y, K=K), torch.tensor(expected, dtype=torch.float64))
+
+
+def test_smooth01_tends_to_zero_one_error():
+    logits = torch.tensor([[2.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
+    y = torch.tensor([0, 0])
+    loss = smooth01(logits, y, K=1e4)
+    assert loss[0] < 1e-6  # correct with margin 1: ~0
+    assert loss[1] == pytest.approx(1e4, rel=1e-6)  # wrong by margin 1: K·1
+
+
+def test_bilinear_hand_computed():
+    logits = torch.tensor([[1.0, 2.0, 0.0]], dtype=torch.float64)
+    y = torch.tensor([1])
+    phi = torch.tensor([[1.0, 0.0, 0.0], [0.5, 2.0, -1.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    logp = torch.log_softmax(logits, -1)[0]
+    z = 0.5 * logp[0] + 2.0 * logp[1] - 1.0 * logp[2]
+    torch.testing.assert_close(bilinear(logits, y, phi, scale=3.0), (-3.0 * torch.sigmoid(z)).reshape(1))
+
+
+def test_bilinear_at_small_identity_has_cross_entropy_gradient():
+    """SPEC §8: near Φ = c·I, (4/c)·(−σ(c·log p_y)) has the gradient of cross entropy, up to O(c)."""
+    torch.manual_seed(0)
+    logits = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 5, (6,))
+    c = 1e-4
+    g_bil = torch.autograd.grad(bilinear(logits, y, c * torch.eye(5, dtype=torch.float64), scale=4 / c).sum(), logits)[0]
+    g_ce = torch.autograd.grad(cross_entropy(logits, y).sum(), logits)[0]
+    torch.testing.assert_close(g_bil, g_ce, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["ce", "smooth01", "bilinear"])
+def test_losses_are_per_token_for_sequences(name):
+    """(B, T, C) logits and (B, T) targets give (B, T) values, equal to the flattened computation."""
+    torch.manual_seed(0)
+    logits, y = torch.randn(3, 4, 5), torch.randint(0, 5, (3, 4))
+    fn = create_loss(name)
+    coeffs = torch.randn(5, 5)
+    out = fn(logits, y, coeffs)
+    assert out.shape == (3, 4)
+    torch.testing.assert_close(out, fn(logits.reshape(12, 5), y.reshape(12), coeffs).reshape(3, 4))
+
+
+def test_reduce_loss_with_mask():
+    values = torch.tensor([[1.0, 2.0, 100.0], [3.0, 100.0, 100.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    assert reduce_loss(values, mask).item() == pytest.approx(2.0)
+    assert reduce_loss(torch.tensor([1.0, 3.0])).item() == pytest.approx(2.0)
+
+
+def test_unknown_loss_lists_known():
+    from l2t.errors import L2TError
+
+    with pytest.raises(L2TError, match="known: bilinear, ce, smooth01"):
+        LOSSES.create("hinge")

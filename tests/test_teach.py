@@ -1,0 +1,132 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from l2t.config import load_config
+from l2t.io import load_tensors, read_jsonl
+from l2t.teach import teach
+
+from conftest import ROOT, TINY
+
+
+def _teach_cmd(out, *extra):
+    return [sys.executable, "-m", "l2t", "teach", "--config", str(TINY), "--out", str(out), "--no-progress",
+            "--set", "outer.steps=40", *extra]
+
+
+def _final_teacher(run_dir):
+    tensors, _ = load_tensors(run_dir / "teacher.safetensors")
+    return tensors
+
+
+def test_teach_writes_a_complete_run_folder(tmp_path, tiny_config):
+    res = teach(tiny_config, tmp_path / "run", progress=False)
+    for name in ["config.json", "provenance.json", "metrics.jsonl", "summary.json", "teacher.safetensors",
+                 "checkpoints/state.safetensors"]:
+        assert (tmp_path / "run" / name).is_file(), name
+    metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    assert [m["step"] for m in metrics] == list(range(tiny_config.outer.steps))
+    assert all(m["episodes_ok"] == tiny_config.outer.episodes for m in metrics)
+    assert res.skipped == 0
+    # the teacher moved away from its cross-entropy start
+    assert _final_teacher(tmp_path / "run")["W"].abs().sum() > 0
+
+
+def test_teach_refuses_to_overwrite_a_run(tmp_path, tiny_config):
+    from l2t.errors import L2TError
+
+    teach(tiny_config, tmp_path / "run", progress=False)
+    with pytest.raises(L2TError, match="already holds a teacher run; use --resume"):
+        teach(tiny_config, tmp_path / "run", progress=False)
+
+
+def test_resume_after_kill_ends_at_the_same_teacher(tmp_path):
+    """Kill a teach run (SIGKILL) after its first checkpoints; resuming must end bit-identical to
+    an uninterrupted run with the same seed."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    subprocess.run(_teach_cmd(tmp_path / "full"), check=True, env=env, cwd=tmp_path, capture_output=True)
+
+    proc = subprocess.Popen(_teach_cmd(tmp_path / "killed"), env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = tmp_path / "killed" / "checkpoints" / "state.safetensors"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if state.exists() and len(read_jsonl(tmp_path / "killed" / "metrics.jsonl")) >= 3:
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "teacher.safetensors").exists(), "the run finished before it was killed"
+    done_before = len(read_jsonl(tmp_path / "killed" / "metrics.jsonl"))
+    assert 0 < done_before < 40
+
+    out = subprocess.run([sys.executable, "-m", "l2t", "teach", "--resume", str(tmp_path / "killed"), "--no-progress"],
+                         env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    full, resumed = _final_teacher(tmp_path / "full"), _final_teacher(tmp_path / "killed")
+    assert full.keys() == resumed.keys()
+    for k in full:
+        assert torch.equal(full[k], resumed[k]), k
+    assert [m["step"] for m in read_jsonl(tmp_path / "killed" / "metrics.jsonl")] == list(range(40))
+    a = [m["outer_loss"] for m in read_jsonl(tmp_path / "full" / "metrics.jsonl")]
+    b = [m["outer_loss"] for m in read_jsonl(tmp_path / "killed" / "metrics.jsonl")]
+    assert a == b
+
+
+def test_non_finite_hypergradients_are_skipped_not_applied(tmp_path, tiny_config, monkeypatch, caplog):
+    import l2t.teach as teach_module
+
+    real = teach_module.hypergradient
+    calls = {"n": 0}
+
+    def sometimes_nan(*args, **kw):
+        res = real(*args, **kw)
+        calls["n"] += 1
+        if calls["n"] % 2 == 1:  # every other episode
+            res.grads = {k: torch.full_like(g, float("nan")) for k, g in res.grads.items()}
+        return res
+
+    monkeypatch.setattr(teach_module, "hypergradient", sometimes_nan)
+    res = teach(tiny_config, tmp_path / "run", progress=False)
+    assert "non-finite hypergradient; episode skipped" in caplog.text
+    assert all(m["episodes_ok"] == 1 for m in res.metrics)
+    assert all(torch.isfinite(t).all() for t in _final_teacher(tmp_path / "run").values())
+
+
+def test_teacher_steps_with_no_finite_episode_leave_the_teacher_unchanged(tmp_path, tiny_config, monkeypatch):
+    import l2t.teach as teach_module
+
+    real = teach_module.hypergradient
+
+    def always_nan(*args, **kw):
+        res = real(*args, **kw)
+        res.outer_loss = float("nan")
+        return res
+
+    monkeypatch.setattr(teach_module, "hypergradient", always_nan)
+    res = teach(tiny_config, tmp_path / "run", progress=False)
+    assert res.skipped == tiny_config.outer.steps
+    assert _final_teacher(tmp_path / "run")["W"].abs().sum() == 0  # still the cross-entropy start
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_both_outer_optimizers_resume(tmp_path, optimizer):
+    cfg = load_config(TINY, {"outer.optimizer": optimizer, "outer.lr": 1e-3})
+    full = teach(cfg, tmp_path / "full", progress=False)
+    part = teach(load_config(TINY, {"outer.optimizer": optimizer, "outer.lr": 1e-3, "outer.steps": 2}), tmp_path / "part", progress=False)
+    assert part.metrics[-1]["step"] == 1
+    # continue the 2-step run to the full length by editing its saved config, as a user would
+    import json
+
+    c = json.loads((tmp_path / "part" / "config.json").read_text())
+    c["outer"]["steps"] = cfg.outer.steps
+    (tmp_path / "part" / "config.json").write_text(json.dumps(c))
+    teach(cfg, tmp_path / "part", resume=True, progress=False)
+    a, b = _final_teacher(tmp_path / "full"), _final_teacher(tmp_path / "part")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert full.metrics[-1]["step"] == cfg.outer.steps - 1

@@ -1,0 +1,52 @@
+import torch
+
+from l2t.students import create_student
+from l2t.teachers import AttentionTeacher, StateSpec, StateTracker, TeachingSession, teacher_params
+
+
+def test_attention_teacher_shapes_and_cross_entropy_start():
+    t = AttentionTeacher(num_classes=7, state_dim=10, keys=5, base=0.1)
+    assert t.W.shape == (7, 7, 5) and t.V.shape == (5, 10)
+    phi, memory = t(torch.rand(10), None)
+    assert phi.shape == (7, 7) and memory is None
+    torch.testing.assert_close(phi, 0.1 * torch.eye(7))  # W = 0 at the start
+    assert t.loss_kwargs() == {"scale": 40.0}
+
+
+def test_attention_teacher_is_w_softmax_vs():
+    t = AttentionTeacher(num_classes=3, state_dim=4, keys=2, base=0.0, w_init_std=1.0)
+    s = torch.rand(4)
+    phi, _ = t(s, None)
+    a = torch.softmax(t.V @ s, 0)
+    expected = t.W[..., 0] * a[0] + t.W[..., 1] * a[1]
+    torch.testing.assert_close(phi, expected)
+
+
+def test_state_features_hand_computed():
+    y_dev = torch.tensor([0, 0, 1, 2, 2, 2])
+    pred = torch.tensor([0, 1, 1, 2, 2, 0])  # class 0: 1 of 2 right, class 1: 1 of 2, class 2: 2 of 2
+    spec = StateSpec(num_classes=4, total_steps=100, every=10, x_dev=torch.zeros(6, 1), y_dev=y_dev)
+    tracker = StateTracker(spec)
+    tracker.observe(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), torch.tensor([0, 1]))  # 1 of 2
+    tracker.observe(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1]))  # 2 of 2
+    s = tracker.features(30, pred, torch.float64)
+    expected = [0.3, 0.75, 4 / 6, 0.5, 0.5, 1.0, 0.0]  # class 3 never predicted: precision 0
+    torch.testing.assert_close(s, torch.tensor(expected, dtype=torch.float64))
+    assert ((s >= 0) & (s <= 1)).all()
+    # the training-accuracy window restarts after a refresh
+    assert tracker.features(40, pred, torch.float64)[1] == 0.0
+
+
+def test_session_refreshes_once_per_phase():
+    student = create_student("mlp", (1, 8, 8), 10, widths=[8])
+    params, buffers = student.init(0)
+    x_dev, y_dev = torch.randn(20, 1, 8, 8), torch.randint(0, 10, (20,))
+    spec = StateSpec(10, total_steps=12, every=5, x_dev=x_dev, y_dev=y_dev)
+    teacher = AttentionTeacher(10, spec.dim, w_init_std=0.1)
+    session = TeachingSession(teacher, teacher_params(teacher), spec, student)
+    outputs, targets = torch.randn(4, 10), torch.randint(0, 10, (4,))
+    coeffs = [session(t, outputs, targets, params, buffers) for t in range(12)]
+    assert [p.start for p in session.phases] == [0, 5, 10]
+    assert session.phase_of_step == [0] * 5 + [1] * 5 + [2] * 2
+    assert all(c is session.phases[0].coeffs for c in coeffs[:5])
+    assert session.phases[1].features[0] == 5 / 12
