@@ -1,0 +1,85 @@
+"""Run named variants of a config (teacher or fixed-loss baseline) over the same evaluation seeds
+and print one table: test error and dev error (mean ± std), paired difference to the baseline.
+
+    python experiments/ablate.py VARIANTS.toml [--config BASE.toml] [--only NAME ...] [--report]
+
+Each variant writes ``OUT/<name>/teach`` (a teach run) and ``OUT/<name>/seed<k>/summary.json``;
+the table is read back from those run folders, so ``--report`` re-prints it without training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tomllib
+from pathlib import Path
+
+from l2t.build import load_splits, resolve_device, resolve_dtype
+from l2t.config import load_config
+from l2t.io import read_json, read_jsonl, write_json
+from l2t.runs import init_run
+from l2t.teach import STATE_FILE, teach
+from l2t.teachers import load_teacher
+from l2t.train import train_student
+
+
+def run_variant(name: str, spec: dict, base: Path | None, out: Path, seeds: int) -> None:
+    cfg = load_config(base, spec.get("overrides", {}))
+    data = load_splits(cfg)
+    if "baseline" in spec:
+        loss = spec["baseline"]
+    else:
+        teach_dir = out / name / "teach"
+        teach(cfg, teach_dir, resume=(teach_dir / STATE_FILE).exists(), progress=False)
+        loss = load_teacher(teach_dir, resolve_device(cfg.device), resolve_dtype(cfg.dtype))
+    for s in range(seeds):
+        res = train_student(cfg, data, loss, s)
+        write_json(init_run(out / name / f"seed{s}", cfg) / "summary.json", res.summary())
+
+
+def report(variants: dict, out: Path, seeds: int) -> str:
+    def errors(name, key):
+        return [100 * read_json(out / name / f"seed{s}" / "summary.json")[key] for s in range(seeds)]
+
+    base = next((n for n, v in variants.items() if "baseline" in v), None)
+    rows = ["| variant | test error (%) | paired Δ vs " + (base or "-") + " (± s.e.) | dev error (%) | dev measure, first → last 5 teacher steps |",
+            "|---|---|---|---|---|"]
+    for name, spec in variants.items():
+        if not (out / name / f"seed{seeds - 1}" / "summary.json").exists():
+            rows.append(f"| {name} | not run | | | |")
+            continue
+        test, dev = errors(name, "test_error"), errors(name, "dev_error")
+        delta = ""
+        if base and name != base and (out / base / f"seed{seeds - 1}").exists():
+            d = [a - b for a, b in zip(test, errors(base, "test_error"))]
+            delta = f"{statistics.mean(d):+.2f} ± {statistics.stdev(d) / len(d) ** 0.5:.2f}"
+        curve = ""
+        metrics = [m["dev_measure"] for m in read_jsonl(out / name / "teach" / "metrics.jsonl") if "dev_measure" in m]
+        if metrics:
+            curve = f"{statistics.mean(metrics[:5]):.4f} → {statistics.mean(metrics[-5:]):.4f}"
+        rows.append(f"| {name} | {statistics.mean(test):.2f} ± {statistics.stdev(test):.2f} | {delta} | "
+                    f"{statistics.mean(dev):.2f} ± {statistics.stdev(dev):.2f} | {curve} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("variants", type=Path)
+    p.add_argument("--config", type=Path, help="base config (default: the demo defaults)")
+    p.add_argument("--out", type=Path, help="default runs/ablation/<variants file stem>")
+    p.add_argument("--only", nargs="*", help="run only these variants")
+    p.add_argument("--report", action="store_true", help="only print the table from existing runs")
+    args = p.parse_args()
+    spec = tomllib.loads(args.variants.read_text())
+    seeds, variants = spec.get("seeds", 5), spec["variants"]
+    out = args.out or Path("runs/ablation") / args.variants.stem
+    if not args.report:
+        for name, v in variants.items():
+            if not args.only or name in args.only:
+                print(f"running {name} ...", flush=True)
+                run_variant(name, v, args.config, out, seeds)
+    print(report(variants, out, seeds))
+
+
+if __name__ == "__main__":
+    main()
