@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all check-grad data clean
+.PHONY: install demo test test-all test-gpu check-grad data clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -38,3 +38,6 @@ data:
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+test-gpu: $(STAMP)
+	$(PY) -m pytest -q -m gpu
