@@ -57,7 +57,7 @@ def cmd_teach(args: argparse.Namespace) -> int:
     from l2t.teach import teach
 
     if args.resume:
-        res = teach(load_config(), args.resume, resume=True, progress=not args.no_progress)
+        res = teach(None, args.resume, resume=True, progress=not args.no_progress)
     else:
         cfg = _config(args, **{"outer.hypergrad": args.hypergrad})
         res = teach(cfg, args.out or _default_out("teach", cfg), progress=not args.no_progress)

@@ -17,8 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from l2t.build import load_splits, resolve_device, resolve_dtype
-from l2t.config import Config, load_config
-from l2t.errors import L2TError
+from l2t.config import Config
 from l2t.figures import plot_coeffs, plot_dev_measure, save_phases
 from l2t.io import read_json, write_json
 from l2t.runs import init_run
@@ -50,11 +49,8 @@ def run_demo(cfg: Config, out: Path, *, seeds: int, progress: bool = True) -> st
     out = Path(out)
     teach_dir = out / "teach"
     # A teacher run already in the folder is continued (or reused, if complete) when it was
-    # started with this very config; a different config is an error, never silently mixed.
-    existing = teach_dir / STATE_FILE
-    if existing.exists() and load_config(teach_dir / "config.json") != cfg:
-        raise L2TError(f"{teach_dir} holds a teacher run with a different config; remove it or use another --out")
-    teach(cfg, teach_dir, resume=existing.exists(), progress=progress)
+    # started with this very config; teach() refuses a different config.
+    teach(cfg, teach_dir, resume=(teach_dir / STATE_FILE).exists(), progress=progress)
     data = load_splits(cfg)
     teacher = load_teacher(teach_dir, resolve_device(cfg.device), resolve_dtype(cfg.dtype))
 

@@ -110,13 +110,22 @@ def _clip(grads: dict[str, torch.Tensor], max_norm: float) -> dict[str, torch.Te
     return grads
 
 
-def teach(cfg: Config, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> TeachResult:
-    """Train a teacher with ``cfg`` into ``run_dir``. With ``resume`` the config is the run's own."""
+def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> TeachResult:
+    """Train a teacher with ``cfg`` into ``run_dir``.
+
+    With ``resume`` the run continues from its last checkpoint with its own saved config;
+    ``cfg`` may then be ``None``, and if given must equal the saved one.
+    """
     run_dir = Path(run_dir)
     if resume:
         if not (run_dir / "config.json").is_file():
             raise L2TError(f"cannot resume: {run_dir} holds no config.json (not an l2t teach run)")
-        cfg = load_config(run_dir / "config.json")
+        saved = load_config(run_dir / "config.json")
+        if cfg is not None and cfg != saved:
+            raise L2TError(f"{run_dir} holds a teacher run with a different config; remove it or use another folder")
+        cfg = saved
+    elif cfg is None:
+        raise ValueError("teach() needs a config unless it resumes")
     elif (run_dir / STATE_FILE).exists():
         raise L2TError(f"{run_dir} already holds a teacher run; use --resume {run_dir} or another --out")
     else:
