@@ -78,6 +78,8 @@ def build_optimizer(cfg: Config) -> MomentumSGD:
 def build_problem(cfg: Config, data: DataSplits, student: Student, loss: LossFn) -> InnerProblem:
     if cfg.inner.steps < 1:
         raise L2TError(f"inner.steps must be at least 1, got {cfg.inner.steps}")
+    if cfg.outer.bn_mode not in ("batch", "running"):
+        raise L2TError(f"unknown outer.bn_mode {cfg.outer.bn_mode!r}; known: batch, running")
     return InnerProblem(
         student=student,
         loss=loss,
@@ -86,6 +88,7 @@ def build_problem(cfg: Config, data: DataSplits, student: Student, loss: LossFn)
         objective=create_objective(cfg.outer.objective),
         x_dev=data.x_dev,
         y_dev=data.y_dev,
+        bn_mode=cfg.outer.bn_mode,
     )
 
 

@@ -76,7 +76,8 @@ class OuterConfig:
     episode_clip: float = 1.0  # clip each episode's hypergradient to this norm before averaging (0: off)
     clip: float = 1.0  # clip the averaged hypergradient to this norm (0: off)
     objective: str = "ce"  # expected_accuracy (the paper's relaxed accuracy) | ce (dev cross entropy)
-    hypergrad: str = "reverse"
+    hypergrad: str = "reverse"  # reverse | checkpoint[:k] | reversible[:R] | truncated:K | unrolled
+    bn_mode: str = "batch"  # BatchNorm in the dev objective: batch (exact) | running (see InnerProblem)
     checkpoint_every: int = 5
 
 

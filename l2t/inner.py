@@ -41,10 +41,24 @@ class InnerProblem:
     objective: Objective
     x_dev: torch.Tensor
     y_dev: torch.Tensor
+    bn_mode: str = "batch"
+
+    def __post_init__(self) -> None:
+        if self.bn_mode not in ("batch", "running"):
+            raise ValueError(f"Invalid BatchNorm mode for the dev objective: {self.bn_mode!r} (batch | running)")
 
     def outer_loss(self, params: Params, buffers: Params) -> torch.Tensor:
-        """The relaxed dev measure as a loss to minimise, differentiable in ``params``."""
-        outputs, _ = self.student.apply(params, buffers, self.x_dev, train=False)
+        """The relaxed dev measure as a loss to minimise, differentiable in ``params``.
+
+        BatchNorm in the dev objective (``bn_mode``):
+
+        * ``batch`` (default): normalise the dev set by its own batch statistics. The objective
+          is then a function of the weights alone and every exact method is exact.
+        * ``running``: use the running statistics accumulated during training, as at test time.
+          They depend on the whole trajectory, but every method holds them constant, so the
+          hypergradient ignores that path (approximate; the methods still agree with each other).
+        """
+        outputs, _ = self.student.apply(params, buffers, self.x_dev, train=self.bn_mode == "batch")
         return self.objective(outputs, self.y_dev)
 
 

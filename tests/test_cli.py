@@ -64,7 +64,8 @@ def test_check_grad_passes_and_fails(capsys):
 
 def test_list(capsys):
     code, out, _ = run(capsys, "list")
-    assert code == 0 and "hypergradient methods: reverse, unrolled" in out and "students: lenet, mlp" in out
+    assert code == 0 and "hypergradient methods: checkpoint, reverse, reversible, truncated, unrolled" in out
+    assert "students: lenet, mlp" in out
 
 
 @pytest.mark.parametrize(

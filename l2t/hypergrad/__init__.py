@@ -1,16 +1,31 @@
 """Hypergradients of the dev objective with respect to the teacher, behind one function.
 
-``hypergradient(..., method=NAME)``; ``METHODS.list()`` names them all. Every exact method agrees
-with every other and with central finite differences on a float64 problem (``l2t check-grad``).
+``hypergradient(..., method=NAME)``; ``METHODS.list()`` names them all:
+
+* ``unrolled``: autograd through the whole unrolled graph (the reference; memory O(T) graphs);
+* ``reverse``: Algorithm 1, stored weight trajectory (memory O(T) weight vectors);
+* ``checkpoint[:k]``: every k-th state stored, segments recomputed (memory O(T/k + k));
+* ``reversible[:R]``: exact reversal of momentum SGD in fixed point (memory: a buffer of
+  log2(1/γ) bits per weight per step);
+* ``truncated:K``: the last K steps only (approximate, biased; see its module).
+
+Every exact method agrees with every other and with central finite differences on a float64
+problem (``l2t check-grad --method NAME``, and the tests).
 """
 
+from l2t.hypergrad import checkpoint as _checkpoint  # noqa: F401  (registers "checkpoint")
 from l2t.hypergrad import reverse as _reverse  # noqa: F401  (registers "reverse")
+from l2t.hypergrad import reversible as _reversible  # noqa: F401  (registers "reversible")
+from l2t.hypergrad import truncated as _truncated  # noqa: F401  (registers "truncated")
 from l2t.hypergrad import unrolled as _unrolled  # noqa: F401  (registers "unrolled")
 from l2t.hypergrad.base import (
-    METHODS, BackwardWalk, Episode, HypergradResult, chain_to_teacher, get_method, hypergradient, outer_grad, step_vjp,
+    METHODS, BackwardWalk, Episode, HypergradResult, chain_to_teacher, get_method, hypergradient, linearize,
+    outer_grad, step_vjp,
 )
 
+EXACT_METHODS = ("reverse", "unrolled", "checkpoint", "reversible")
+
 __all__ = [
-    "METHODS", "BackwardWalk", "Episode", "HypergradResult", "chain_to_teacher", "get_method",
-    "hypergradient", "outer_grad", "step_vjp",
+    "EXACT_METHODS", "METHODS", "BackwardWalk", "Episode", "HypergradResult", "chain_to_teacher", "get_method",
+    "hypergradient", "linearize", "outer_grad", "step_vjp",
 ]

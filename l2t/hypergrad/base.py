@@ -31,7 +31,7 @@ import torch
 
 from l2t.data.batches import Batch, BatchSchedule
 from l2t.errors import L2TError
-from l2t.inner import InnerProblem, loss_and_grads
+from l2t.inner import CoeffsFn, InnerProblem, loss_and_grads
 from l2t.registry import Registry
 from l2t.students.base import Params
 from l2t.teachers.session import Phase, TeachingSession, replay
@@ -99,6 +99,53 @@ def _zero_if_none(g: Optional[torch.Tensor], like: torch.Tensor) -> torch.Tensor
     return torch.zeros_like(like) if g is None else g
 
 
+@dataclass
+class Linearization:
+    """One training step's gradient at ``params``, with its graph kept for a vector-Jacobian
+    product: ``grads`` (detached values are the step's gradient), the leaves they hang from."""
+
+    leaf: Params
+    coeffs: Optional[torch.Tensor]
+    grads: tuple[torch.Tensor, ...]
+    buffers: Params  # the buffers after this step's training-mode forward pass
+
+    def vjp(self, u: Params) -> tuple[Params, Optional[torch.Tensor]]:
+        """``((∂∇L/∂ω)ᵀ u, (∂∇L/∂c)ᵀ u)`` by one double-backward pass (frees the graph)."""
+        with torch.enable_grad():
+            dot = sum((g * u[k]).sum() for k, g in zip(self.leaf, self.grads))
+            inputs = tuple(self.leaf.values()) + (() if self.coeffs is None else (self.coeffs,))
+            out = torch.autograd.grad(dot, inputs, allow_unused=True)
+        d_params = {k: _zero_if_none(g, self.leaf[k]) for k, g in zip(self.leaf, out)}
+        d_coeffs = None if self.coeffs is None else _zero_if_none(out[-1], self.coeffs)
+        return d_params, d_coeffs
+
+
+def linearize(
+    problem: InnerProblem,
+    params: Params,
+    buffers: Params,
+    batch: Batch,
+    step: int,
+    coeffs: Optional[torch.Tensor] | CoeffsFn,
+) -> Linearization:
+    """The training gradient at ``params`` with the coefficients held as a leaf, graph kept.
+
+    ``coeffs`` is a tensor, ``None``, or a coefficient function called with the step's outputs
+    (a teacher session on a forward pass).
+    """
+    leaf_c: list = [None]
+
+    def as_leaf(*args):
+        c = coeffs(*args) if callable(coeffs) else coeffs
+        leaf_c[0] = None if c is None else c.detach().requires_grad_()
+        return leaf_c[0]
+
+    with torch.enable_grad():
+        leaf = {k: v.detach().requires_grad_() for k, v in params.items()}
+        grads, buffers, _ = loss_and_grads(problem, leaf, buffers, batch, step, as_leaf, create_graph=True)
+    return Linearization(leaf, leaf_c[0], grads, buffers)
+
+
 def step_vjp(
     problem: InnerProblem,
     params: Params,
@@ -109,16 +156,7 @@ def step_vjp(
     u: Params,
 ) -> tuple[Params, Optional[torch.Tensor]]:
     """``((∂∇L/∂ω)ᵀ u, (∂∇L/∂c)ᵀ u)`` at step ``step``, by one double-backward pass."""
-    with torch.enable_grad():
-        leaf = {k: v.detach().requires_grad_() for k, v in params.items()}
-        c = None if coeffs is None else coeffs.detach().requires_grad_()
-        grads, _, _ = loss_and_grads(problem, leaf, buffers, batch, step, lambda *_: c, create_graph=True)
-        dot = sum((g * u[k]).sum() for k, g in zip(leaf, grads))
-        inputs = tuple(leaf.values()) + (() if c is None else (c,))
-        out = torch.autograd.grad(dot, inputs, allow_unused=True)
-    d_params = {k: _zero_if_none(g, leaf[k]) for k, g in zip(leaf, out)}
-    d_coeffs = None if c is None else _zero_if_none(out[-1], c)
-    return d_params, d_coeffs
+    return linearize(problem, params, buffers, batch, step, coeffs).vjp(u)
 
 
 class BackwardWalk:
@@ -130,12 +168,19 @@ class BackwardWalk:
         self.d_velocity = {k: torch.zeros_like(v) for k, v in d_params.items()}
         self.d_coeffs = [torch.zeros_like(p.coeffs) for p in session.phases]
 
-    def step(self, t: int, params: Params, buffers: Params, batch: Batch) -> None:
+    def coeffs(self, t: int) -> Optional[torch.Tensor]:
+        """The coefficients in force at step ``t`` (as recorded on the forward pass)."""
+        return self.session.phases[self.session.phase_of_step[t]].coeffs
+
+    def step(self, t: int, params: Params, buffers: Params, batch: Batch, lin: Linearization | None = None) -> None:
+        """Walk back over step ``t``; ``lin`` is the step's linearization if the caller has it."""
         opt = self.problem.optimizer
         eta = opt.lr(t)
         u = {k: self.d_velocity[k] - eta * self.d_params[k] for k in self.d_params}
         phase = self.session.phase_of_step[t]
-        h_params, h_coeffs = step_vjp(self.problem, params, buffers, batch, t, self.session.phases[phase].coeffs, u)
+        if lin is None:
+            lin = linearize(self.problem, params, buffers, batch, t, self.coeffs(t))
+        h_params, h_coeffs = lin.vjp(u)
         lam = opt.weight_decay
         self.d_params = {k: self.d_params[k] + h_params[k] + lam * u[k] for k in u}
         self.d_velocity = {k: opt.momentum * u[k] for k in u}

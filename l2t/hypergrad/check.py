@@ -55,13 +55,15 @@ def tiny_problem(
     objective: str = "expected_accuracy",
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
+    batchnorm: bool = False,
+    bn_mode: str = "batch",
 ) -> CheckProblem:
     """A float64 problem small enough for finite differences and for the ``unrolled`` method.
 
     The MLP uses tanh: ReLU kinks crossed by a perturbed run would spoil the differences.
     """
     data = load_digits(train_size=200, dev_size=100, test_size=97).to(device, dtype)
-    student = create_student("mlp", data.input_shape, data.num_classes, widths=(16,), activation="tanh")
+    student = create_student("mlp", data.input_shape, data.num_classes, widths=(16,), activation="tanh", batchnorm=batchnorm)
     teacher = AttentionTeacher(data.num_classes, 3 + data.num_classes, keys=4, base=0.1, w_init_std=0.1)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -75,6 +77,7 @@ def tiny_problem(
         objective=create_objective(objective),
         x_dev=data.x_dev,
         y_dev=data.y_dev,
+        bn_mode=bn_mode,
     )
     params, buffers = student.init(seed, device, dtype)
     episode = Episode(params, buffers, BatchSchedule(data.x_train, data.y_train, 25, seed))

@@ -19,11 +19,12 @@ def mlp(
     num_classes: int,
     widths: tuple[int, ...] | list[int] = (64,),
     activation: str = "relu",
+    batchnorm: bool = False,
 ) -> nn.Module:
     """``in -> widths[0] -> ... -> num_classes``; the default is the digits demo's 64-64-10, ``widths=(500,)`` MNIST's 784-500-10.
 
     ``activation`` in relu | tanh | gelu | softplus (smooth ones avoid kinks in finite-difference
-    checks).
+    checks); ``batchnorm`` puts a BatchNorm1d before each hidden activation.
     """
     widths = tuple(int(w) for w in widths)
     if any(w <= 0 for w in widths):
@@ -35,5 +36,7 @@ def mlp(
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(nn.Linear(a, b))
         if i < len(sizes) - 2:
+            if batchnorm:
+                layers.append(nn.BatchNorm1d(b))
             layers.append(ACTIVATIONS[activation]())
     return nn.Sequential(*layers)

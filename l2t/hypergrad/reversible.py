@@ -1,0 +1,204 @@
+"""``reversible[:R]``: exact reversal of momentum SGD in fixed point (Maclaurin, Duvenaud &
+Adams, ICML 2015, *Gradient-based Hyperparameter Optimization through Reversible Learning*).
+
+Memory does not grow with the weight trajectory: the backward walk *recomputes* ``ω_t`` and
+``v_t`` from ``ω_{t+1}`` and ``v_{t+1}``. Weights and velocity are kept as int64 fixed-point
+numbers with R fractional bits (``Ω = ω·2^R``, ``V = v·2^R``; R = 48 by default). The momentum
+γ must be a fraction n/d with a small denominator (0.9 = 9/10). Forward step t:
+
+    G       = round((∇L(ω_t) + λω_t)·2^R)              a deterministic function of Ω_t
+    V_{t+1} = ⌊(n·V_t + i_t) / d⌋ + G,   the remainder r_t = (n·V_t + i_t) mod d is pushed onto the
+              information buffer, and i_t ∈ [0, n) is first popped from it
+    Ω_{t+1} = Ω_t − round(η_t V_{t+1})
+
+Backward step t: ``Ω_t = Ω_{t+1} + round(η_t V_{t+1})``; G again from Ω_t;
+``n·V_t + i_t = d·(V_{t+1} − G) + r_t`` gives ``V_t`` and ``i_t``. Multiplying by γ destroys
+log2(1/γ) bits per coordinate; popping ``i_t`` back into the low digits makes the buffer grow by
+exactly log2(d/n) bits per coordinate per step (0.152 for γ = 0.9). The buffer is a
+per-coordinate mixed-radix integer held as int64 chunks; a full chunk is set aside at a step
+recorded on the way forward and restored at the same step on the way back.
+
+**Exact replay.** The backward walk recomputes the gradient at every step, so step t must see
+the very same batch, augmentation and loss coefficients as on the forward pass: batches come
+from the pure schedule (:mod:`l2t.data.batches`), coefficients are the ones recorded by the
+teacher session, and the gradient is computed by the same code path both ways. After the walk
+the reconstructed ``Ω_0`` is compared with the initial weights bit for bit; a mismatch
+(a nondeterministic GPU kernel, say) is an error, never a silently wrong hypergradient.
+
+**Zero momentum cannot be reversed**: with γ = 0 each step forgets the whole velocity and ω_t
+cannot be recovered from a bounded buffer. The method refuses it; use ``checkpoint``.
+
+**BatchNorm**: running statistics are not reversed. Training-mode forward passes do not read
+them, so the walk is exact; only a dev objective in ``running`` BatchNorm mode reads the final
+running statistics, which come from the forward pass.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import torch
+
+from l2t.errors import L2TError
+from l2t.hypergrad.base import METHODS, BackwardWalk, Episode, HypergradResult, chain_to_teacher, linearize, outer_grad
+from l2t.inner import InnerProblem
+from l2t.students.base import Params
+from l2t.teachers.session import TeachingSession
+from l2t.teachers.state import StateSpec
+
+INT_LIMIT = 2**62
+
+
+def momentum_fraction(gamma: float, max_denominator: int = 2**12) -> tuple[int, int]:
+    """``γ = n/d`` exactly, or an error naming γ."""
+    if gamma <= 0.0:
+        raise L2TError(
+            "reversible needs momentum > 0: with momentum 0 every step forgets the velocity and the "
+            "run cannot be reversed from a bounded buffer; use --hypergrad checkpoint"
+        )
+    f = Fraction(gamma).limit_denominator(max_denominator)
+    if abs(float(f) - gamma) > 1e-15:
+        raise L2TError(f"reversible needs a momentum that is a simple fraction n/d (d ≤ {max_denominator}); got {gamma}")
+    return f.numerator, f.denominator
+
+
+class _Flat:
+    """Flattens a params dict to one vector and back."""
+
+    def __init__(self, params: Params) -> None:
+        self.keys = list(params)
+        self.shapes = [params[k].shape for k in self.keys]
+        self.sizes = [params[k].numel() for k in self.keys]
+        self.dtype, self.device = next(iter(params.values())).dtype, next(iter(params.values())).device
+
+    def flat(self, tensors) -> torch.Tensor:
+        return torch.cat([t.reshape(-1) for t in tensors])
+
+    def unflat(self, vec: torch.Tensor) -> Params:
+        return {k: v.view(s) for k, v, s in zip(self.keys, vec.split(self.sizes), self.shapes)}
+
+
+class InfoBuffer:
+    """A non-negative integer of unbounded size per coordinate, as int64 chunks.
+
+    ``push(r, m)``: ``x ← x·m + r`` (0 ≤ r < m); ``pop(m)``: ``r = x mod m, x ← ⌊x/m⌋``. When a
+    push could overflow, the active chunk is set aside (``flush``) and recorded with its step.
+    """
+
+    def __init__(self, n: int, device) -> None:
+        self.acc = torch.zeros(n, dtype=torch.int64, device=device)
+        self.chunks: list[torch.Tensor] = []
+        self.flush_steps: list[int] = []
+
+    def maybe_flush(self, step: int, radix: int) -> None:
+        if int(self.acc.max()) >= INT_LIMIT // radix:
+            self.chunks.append(self.acc)
+            self.flush_steps.append(step)
+            self.acc = torch.zeros_like(self.acc)
+
+    def unflush(self, step: int) -> None:
+        if self.flush_steps and self.flush_steps[-1] == step:
+            if bool(self.acc.any()):
+                raise RuntimeError("reversible: information buffer not empty at a chunk boundary (reversal broke)")
+            self.acc = self.chunks.pop()
+            self.flush_steps.pop()
+
+    def push(self, r: torch.Tensor, m: int) -> None:
+        self.acc = self.acc * m + r
+
+    def pop(self, m: int) -> torch.Tensor:
+        r = torch.remainder(self.acc, m)
+        self.acc = torch.div(self.acc, m, rounding_mode="floor")
+        return r
+
+    def nbytes(self) -> int:
+        return (len(self.chunks) + 1) * self.acc.numel() * 8
+
+
+def _to_fixed(x: torch.Tensor, R: int, what: str) -> torch.Tensor:
+    x = x.detach().to(torch.float64) * 2.0**R
+    if not bool(torch.isfinite(x).all()) or float(x.abs().max()) >= INT_LIMIT:
+        raise L2TError(f"reversible: the {what} left the fixed-point range (|x| < 2^{62 - R}); use reversible:R with a smaller R")
+    return torch.round(x).to(torch.int64)
+
+
+def _to_float(X: torch.Tensor, R: int, dtype: torch.dtype) -> torch.Tensor:
+    return (X.to(torch.float64) * 2.0**-R).to(dtype)
+
+
+def reversible(
+    problem: InnerProblem, episode: Episode, teacher, teacher_params, spec: StateSpec, *, memory=None, R: int = 48
+) -> HypergradResult:
+    opt = problem.optimizer
+    n, d = momentum_fraction(opt.momentum)
+    fl = _Flat(episode.params)
+    session = TeachingSession(teacher, teacher_params, spec, problem.student, memory=memory)
+
+    def direction(t: int, Omega: torch.Tensor, buffers, coeffs):
+        """``(G, linearization, params)`` at Ω: the same code on the forward and backward pass."""
+        params = fl.unflat(_to_float(Omega, R, fl.dtype))
+        lin = linearize(problem, params, buffers, episode.batches(t), t, coeffs)
+        d_t = opt.direction(dict(zip(params, (g.detach() for g in lin.grads))), params)
+        return _to_fixed(fl.flat(d_t.values()), R, "gradient"), lin, params
+
+    def step_velocity(V: torch.Tensor, G: torch.Tensor, buf: InfoBuffer) -> torch.Tensor:
+        i = buf.pop(n)
+        Vn = V * n + i
+        q = torch.div(Vn, d, rounding_mode="floor")
+        buf.push(Vn - q * d, d)
+        return q + G
+
+    def unstep_velocity(V1: torch.Tensor, G: torch.Tensor, buf: InfoBuffer) -> torch.Tensor:
+        Vn = (V1 - G) * d + buf.pop(d)
+        V = torch.div(Vn, n, rounding_mode="floor")
+        buf.push(Vn - V * n, n)
+        return V
+
+    def weight_step(t: int, V: torch.Tensor) -> torch.Tensor:
+        return torch.round(V.to(torch.float64) * opt.lr(t)).to(torch.int64)
+
+    # Forward. The teacher session reads the student's state (eval-mode predictions use the
+    # running BatchNorm statistics, which are tracked on the side and never reversed).
+    Omega0 = _to_fixed(fl.flat(episode.params.values()), R, "weights")
+    Omega, V = Omega0.clone(), torch.zeros_like(Omega0)
+    buf = InfoBuffer(Omega.numel(), Omega.device)
+    buffers = episode.buffers
+    for t in range(problem.steps):
+        G, lin, _ = direction(t, Omega, buffers, session)
+        if int(V.abs().max()) >= INT_LIMIT // max(n, d):
+            raise L2TError(f"reversible: the velocity left the fixed-point range; use reversible:R with a smaller R than {R}")
+        buf.maybe_flush(t, d)
+        V = step_velocity(V, G, buf)
+        Omega = Omega - weight_step(t, V)
+        buffers = lin.buffers
+    params_T = fl.unflat(_to_float(Omega, R, fl.dtype))
+    outer, d_params = outer_grad(problem, params_T, buffers)
+    info_bytes = buf.nbytes()
+
+    walk = BackwardWalk(problem, session, d_params)
+    for t in reversed(range(problem.steps)):
+        Omega = Omega + weight_step(t, V)
+        G, lin, params = direction(t, Omega, episode.buffers, walk.coeffs(t))
+        V = unstep_velocity(V, G, buf)
+        buf.unflush(t)
+        walk.step(t, params, episode.buffers, episode.batches(t), lin)
+    if not (torch.equal(Omega, Omega0) and not bool(V.any()) and not bool(buf.acc.any())):
+        raise RuntimeError(
+            "reversible: the backward walk did not reconstruct the initial weights exactly; the forward "
+            "pass is not deterministic here (on GPU try torch.use_deterministic_algorithms(True))"
+        )
+    grads = chain_to_teacher(teacher, teacher_params, session, walk.d_coeffs)
+    return HypergradResult(outer, grads, params_T, buffers, session.phases,
+                           {"R": R, "momentum": f"{n}/{d}", "info_bytes": info_bytes, "reconstructed_initial_weights": True})
+
+
+def _factory(R: str | None = None):
+    if R is None:
+        return reversible
+    r = int(R)
+    if not 8 <= r <= 60:
+        raise ValueError(f"fixed-point fraction bits R must be in [8, 60], got {r}")
+    return lambda *a, **kw: reversible(*a, R=r, **kw)
+
+
+METHODS.register("reversible")(_factory)
