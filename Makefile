@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all test-gpu check-grad data clean
+.PHONY: install demo test test-all test-gpu check-grad bench bench-long data clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -28,8 +28,17 @@ test-all: $(STAMP)
 	$(PY) -m pytest -q -m "not gpu"
 
 check-grad: $(STAMP)
-	$(VENV)/bin/l2t check-grad --method reverse
-	$(VENV)/bin/l2t check-grad --method unrolled
+	for m in reverse unrolled checkpoint reversible; do $(VENV)/bin/l2t check-grad --method $$m || exit 1; done
+
+# Hypergradient engines vs plain training, higher and torchopt (about an hour on 2 cores),
+# then the 10,000-step LeNet runs of the memory-bounded methods.
+bench: $(STAMP)
+	$(PY) -m pip install -q "$(TORCH)" -e ".[bench]"
+	$(PY) benchmarks/hypergrad.py --json benchmarks/results/hypergrad.json
+
+bench-long: $(STAMP)
+	$(PY) benchmarks/hypergrad.py --students lenet --steps 10000 --methods checkpoint reversible \
+		--no-precision-floor --json benchmarks/results/hypergrad_lenet_10k.json
 
 # Real Fashion-MNIST (IDX files under /usr/share/datasets/fashion-mnist) from Debian.
 data:

@@ -97,8 +97,15 @@ def test_checkpoint_is_bit_identical_to_reverse_for_any_interval():
     for k in (1, 2, 4, 5, 16, 17, 50):
         _, res = _run(f"checkpoint:{k}", steps=17, every=4)
         assert all(torch.equal(res.grads[n], ref.grads[n]) for n in ref.grads), k
-    _, res = _run("checkpoint", steps=17, every=4)
-    assert res.info == {"interval": 5, "checkpoints": 4}  # k = ceil(sqrt(17))
+    cp, res = _run("checkpoint", steps=17, every=4)
+    assert all(torch.equal(res.grads[n], ref.grads[n]) for n in ref.grads)
+    # default interval: k = sqrt(T·S/G) for state bytes S and measured step-graph bytes G
+    from l2t.hypergrad.checkpoint import default_interval, graph_bytes
+
+    S = 2 * sum(v.numel() * 8 for v in cp.episode.params.values())
+    G = graph_bytes(cp.problem, cp.episode, torch.eye(10, dtype=torch.float64))
+    assert G > S  # a step's graph (activations) outweighs a weight vector here
+    assert res.info["interval"] == default_interval(17, S, G) == max(1, round((17 * S / G) ** 0.5))
 
 
 def test_reversible_reconstructs_the_initial_weights_bit_exactly():
@@ -107,15 +114,15 @@ def test_reversible_reconstructs_the_initial_weights_bit_exactly():
     from l2t.hypergrad import reversible as rev
 
     flushes = []
-    real = rev.InfoBuffer.maybe_flush
+    real = rev.InfoBuffer.before_step
 
-    def spy(self, step, radix):
-        real(self, step, radix)
+    def spy(self, step, n, d):
+        real(self, step, n, d)
         flushes.append(len(self.chunks))
 
     import unittest.mock as mock
 
-    with mock.patch.object(rev.InfoBuffer, "maybe_flush", spy):
+    with mock.patch.object(rev.InfoBuffer, "before_step", spy):
         cp, res = _run("reversible", steps=420, every=40, lr=0.02)
     assert res.info["reconstructed_initial_weights"] is True
     assert max(flushes) >= 1  # a chunk was set aside and restored

@@ -111,10 +111,10 @@ class Linearization:
 
     def vjp(self, u: Params) -> tuple[Params, Optional[torch.Tensor]]:
         """``((∂∇L/∂ω)ᵀ u, (∂∇L/∂c)ᵀ u)`` by one double-backward pass (frees the graph)."""
+        pairs = [(g, u[k]) for k, g in zip(self.leaf, self.grads) if g.requires_grad]
+        inputs = tuple(self.leaf.values()) + (() if self.coeffs is None else (self.coeffs,))
         with torch.enable_grad():
-            dot = sum((g * u[k]).sum() for k, g in zip(self.leaf, self.grads))
-            inputs = tuple(self.leaf.values()) + (() if self.coeffs is None else (self.coeffs,))
-            out = torch.autograd.grad(dot, inputs, allow_unused=True)
+            out = torch.autograd.grad([g for g, _ in pairs], inputs, grad_outputs=[v for _, v in pairs], allow_unused=True)
         d_params = {k: _zero_if_none(g, self.leaf[k]) for k, g in zip(self.leaf, out)}
         d_coeffs = None if self.coeffs is None else _zero_if_none(out[-1], self.coeffs)
         return d_params, d_coeffs

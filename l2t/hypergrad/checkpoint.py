@@ -1,32 +1,71 @@
-"""``checkpoint[:k]``: exact, with memory O(T/k + k) weight vectors instead of O(T).
+"""``checkpoint[:k]``: exact, with memory O(T/k) states plus k step graphs instead of O(T).
 
-The forward run keeps the full state ``(ω_t, v_t, buffers_t)`` only at every k-th step
-(k = ⌈√T⌉ by default, which minimises T/k + k). The backward walk takes the segments in reverse
-order: it re-runs each segment forward from its checkpoint, with the coefficients recorded on
-the first pass, keeps that segment's weights, and walks back through it. The re-run repeats the
-first pass bit for bit (same weights, same batches from the pure batch schedule, same
-coefficients), so the result equals ``reverse``'s at the cost of one more forward pass.
+The forward run keeps the full state ``(ω_t, v_t, buffers_t)`` only at every k-th step. The
+backward walk takes the segments in reverse order. It re-runs each segment forward from its
+checkpoint with the coefficients recorded on the first pass, *linearising* every step on the way
+(the gradient with its graph kept, whose values drive the re-run's updates), and then walks back
+through the segment with one double-backward product per step. Keeping the segment's graphs
+means no step is linearised twice: the cost is the forward pass, one more forward pass with
+graphs, and the products, the same as ``reverse``.
+
+The re-run repeats the first pass bit for bit (same weights, batches from the pure schedule, the
+recorded coefficients, and gradient values that do not depend on whether the graph is kept; a
+test checks that ``checkpoint`` equals ``reverse`` exactly).
+
+Memory is ``(T/k)·S + k·G`` for a state of S bytes and a step graph of G bytes, smallest at
+``k = √(T·S/G)``; by default k is chosen so, with G measured (by ``saved_tensors_hooks``) on one
+linearisation before the run. ``checkpoint:k`` fixes k.
 """
 
 from __future__ import annotations
 
 import math
 
-from l2t.hypergrad.base import METHODS, BackwardWalk, Episode, HypergradResult, chain_to_teacher, outer_grad
+import torch
+
+from l2t.hypergrad.base import (
+    METHODS, BackwardWalk, Episode, HypergradResult, chain_to_teacher, linearize, outer_grad,
+)
 from l2t.inner import InnerProblem, rollout
+from l2t.teachers.base import call_teacher
 from l2t.teachers.session import TeachingSession
 from l2t.teachers.state import StateSpec
 
 
-def default_interval(steps: int) -> int:
-    return max(1, math.ceil(math.sqrt(steps)))
+def _nbytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def graph_bytes(problem: InnerProblem, episode: Episode, coeffs) -> int:
+    """Bytes of the tensors one step's linearisation keeps alive (its autograd graph)."""
+    total = [0]
+
+    def pack(t):
+        total[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        linearize(problem, episode.params, episode.buffers, episode.batches(0), 0, coeffs)
+    return total[0]
+
+
+def default_interval(steps: int, state_bytes: int, step_graph_bytes: int) -> int:
+    k = math.sqrt(steps * state_bytes / max(step_graph_bytes, 1))
+    return int(min(max(1, round(k)), steps))
 
 
 def checkpointed(
     problem: InnerProblem, episode: Episode, teacher, teacher_params, spec: StateSpec, *, memory=None, every: int | None = None
 ) -> HypergradResult:
-    T = problem.steps
-    k = every or default_interval(T)
+    T, opt = problem.steps, problem.optimizer
+    if every is None:
+        # The graph's size does not depend on the coefficients' values: probe with the teacher's
+        # output for all-zero features.
+        probe, _ = call_teacher(teacher, teacher_params, torch.zeros(spec.dim, dtype=spec.x_dev.dtype,
+                                device=spec.x_dev.device), teacher.init_memory())
+        state = 2 * _nbytes(episode.params.values()) + _nbytes(episode.buffers.values())
+        every = default_interval(T, state, graph_bytes(problem, episode, probe.detach()))
+    k = every
     session = TeachingSession(teacher, teacher_params, spec, problem.student, memory=memory)
     saved: dict[int, tuple] = {}
 
@@ -34,20 +73,24 @@ def checkpointed(
         if t % k == 0:
             saved[t] = (params, velocity, buffers)
 
-    params, _, buffers = rollout(problem, episode.params, episode.buffers, episode.batches, session, on_step=keep)
-    outer, d_params = outer_grad(problem, params, buffers)
+    params_T, _, buffers_T = rollout(problem, episode.params, episode.buffers, episode.batches, session, on_step=keep)
+    outer, d_params = outer_grad(problem, params_T, buffers_T)
     walk = BackwardWalk(problem, session, d_params)
-    recorded = lambda t, *_: walk.coeffs(t)  # noqa: E731  (the first pass's coefficients)
     for start in sorted(saved, reverse=True):
-        p0, v0, b0 = saved.pop(start)
-        segment: list = []
-        rollout(problem, p0, b0, episode.batches, recorded, start=start, stop=min(start + k, T), velocity=v0,
-                on_step=lambda t, p, v, b: segment.append((t, p, b)))
+        params, velocity, buffers = saved.pop(start)
+        segment = []
+        for t in range(start, min(start + k, T)):
+            lin = linearize(problem, params, buffers, episode.batches(t), t, walk.coeffs(t))
+            segment.append((t, params, buffers, lin))
+            with torch.no_grad():
+                grads = {name: g.detach() for name, g in zip(params, lin.grads)}
+                params, velocity = opt.update(grads, velocity, params, t)
+            buffers = lin.buffers
         while segment:
-            t, p_t, b_t = segment.pop()
-            walk.step(t, p_t, b_t, episode.batches(t))
+            t, p_t, b_t, lin = segment.pop()
+            walk.step(t, p_t, b_t, episode.batches(t), lin)
     grads = chain_to_teacher(teacher, teacher_params, session, walk.d_coeffs)
-    return HypergradResult(outer, grads, params, buffers, session.phases, {"interval": k, "checkpoints": math.ceil(T / k)})
+    return HypergradResult(outer, grads, params_T, buffers_T, session.phases, {"interval": k, "checkpoints": math.ceil(T / k)})
 
 
 def _factory(every: str | None = None):

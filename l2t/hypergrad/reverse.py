@@ -1,12 +1,14 @@
 """``reverse``: Algorithm 1 of L2T-DLF, exact.
 
-Stores the student's weights ``ω_0 … ω_{T-1}`` during the forward run (``T × |ω|`` memory; no
-autograd graph is kept), then walks the run backwards with one double-backward
-Hessian-vector product per step (:class:`~l2t.hypergrad.base.BackwardWalk`).
+Stores the student's weights ``ω_0 … ω_{T-1}`` during the forward run, in one preallocated
+``(T, |ω|)`` tensor (``T × |ω|`` memory; no autograd graph is kept), then walks the run
+backwards with one double-backward Hessian-vector product per step
+(:class:`~l2t.hypergrad.base.BackwardWalk`).
 """
 
 from __future__ import annotations
 
+from l2t.hypergrad._flat import Trajectory
 from l2t.hypergrad.base import METHODS, BackwardWalk, Episode, HypergradResult, chain_to_teacher, outer_grad
 from l2t.inner import InnerProblem, rollout
 from l2t.teachers.session import TeachingSession
@@ -15,18 +17,22 @@ from l2t.teachers.state import StateSpec
 
 def reverse(problem: InnerProblem, episode: Episode, teacher, teacher_params, spec: StateSpec, *, memory=None) -> HypergradResult:
     session = TeachingSession(teacher, teacher_params, spec, problem.student, memory=memory)
-    trajectory: list = []
-    params, _, buffers = rollout(
-        problem, episode.params, episode.buffers, episode.batches, session,
-        on_step=lambda t, p, v, b: trajectory.append((p, b)),
-    )
+    trajectory = Trajectory(episode.params, problem.steps)
+    buffers_at: list = []  # BatchNorm running statistics per step (empty for students without)
+
+    def store(t, params, velocity, buffers):
+        trajectory.store(t, params)
+        if buffers:
+            buffers_at.append(buffers)
+
+    params, _, buffers = rollout(problem, episode.params, episode.buffers, episode.batches, session, on_step=store)
     outer, d_params = outer_grad(problem, params, buffers)
     walk = BackwardWalk(problem, session, d_params)
     for t in reversed(range(problem.steps)):
-        p_t, b_t = trajectory.pop()
-        walk.step(t, p_t, b_t, episode.batches(t))
+        walk.step(t, trajectory.load(t), buffers_at.pop() if buffers_at else buffers, episode.batches(t))
     grads = chain_to_teacher(teacher, teacher_params, session, walk.d_coeffs)
-    return HypergradResult(outer, grads, params, buffers, session.phases, {"d_coeffs": walk.d_coeffs})
+    return HypergradResult(outer, grads, params, buffers, session.phases,
+                           {"d_coeffs": walk.d_coeffs, "trajectory_bytes": trajectory.nbytes()})
 
 
 METHODS.register("reverse")(lambda: reverse)

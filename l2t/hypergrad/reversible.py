@@ -40,9 +40,9 @@ from fractions import Fraction
 import torch
 
 from l2t.errors import L2TError
+from l2t.hypergrad._flat import FlatLayout
 from l2t.hypergrad.base import METHODS, BackwardWalk, Episode, HypergradResult, chain_to_teacher, linearize, outer_grad
 from l2t.inner import InnerProblem
-from l2t.students.base import Params
 from l2t.teachers.session import TeachingSession
 from l2t.teachers.state import StateSpec
 
@@ -62,53 +62,44 @@ def momentum_fraction(gamma: float, max_denominator: int = 2**12) -> tuple[int, 
     return f.numerator, f.denominator
 
 
-class _Flat:
-    """Flattens a params dict to one vector and back."""
-
-    def __init__(self, params: Params) -> None:
-        self.keys = list(params)
-        self.shapes = [params[k].shape for k in self.keys]
-        self.sizes = [params[k].numel() for k in self.keys]
-        self.dtype, self.device = next(iter(params.values())).dtype, next(iter(params.values())).device
-
-    def flat(self, tensors) -> torch.Tensor:
-        return torch.cat([t.reshape(-1) for t in tensors])
-
-    def unflat(self, vec: torch.Tensor) -> Params:
-        return {k: v.view(s) for k, v, s in zip(self.keys, vec.split(self.sizes), self.shapes)}
-
-
 class InfoBuffer:
     """A non-negative integer of unbounded size per coordinate, as int64 chunks.
 
-    ``push(r, m)``: ``x ← x·m + r`` (0 ≤ r < m); ``pop(m)``: ``r = x mod m, x ← ⌊x/m⌋``. When a
-    push could overflow, the active chunk is set aside (``flush``) and recorded with its step.
+    ``push(r, m)``: ``x ← x·m + r`` (0 ≤ r < m); ``pop(m)``: ``r = x mod m, x ← ⌊x/m⌋``. Before a
+    push could overflow, the active chunk is set aside (``flush``) at a step that is recorded, and
+    restored at the same step on the way back. Overflow is judged from an upper bound kept in
+    Python (no reduction over the tensor per step); the bound after a forward step ``pop(n),
+    push(·, d)`` is ``⌊b/n⌋·d + d − 1``.
     """
 
     def __init__(self, n: int, device) -> None:
         self.acc = torch.zeros(n, dtype=torch.int64, device=device)
-        self.chunks: list[torch.Tensor] = []
+        self.bound = 0
+        self.chunks: list[tuple[torch.Tensor, int]] = []
         self.flush_steps: list[int] = []
 
-    def maybe_flush(self, step: int, radix: int) -> None:
-        if int(self.acc.max()) >= INT_LIMIT // radix:
-            self.chunks.append(self.acc)
+    def before_step(self, step: int, n: int, d: int) -> None:
+        """Flush if the coming ``pop(n), push(·, d)`` could overflow; then account for it."""
+        if (self.bound // n) * d + d - 1 >= INT_LIMIT:
+            self.chunks.append((self.acc, self.bound))
             self.flush_steps.append(step)
-            self.acc = torch.zeros_like(self.acc)
+            self.acc, self.bound = torch.zeros_like(self.acc), 0
+        self.bound = (self.bound // n) * d + d - 1
 
     def unflush(self, step: int) -> None:
         if self.flush_steps and self.flush_steps[-1] == step:
             if bool(self.acc.any()):
                 raise RuntimeError("reversible: information buffer not empty at a chunk boundary (reversal broke)")
-            self.acc = self.chunks.pop()
+            self.acc, self.bound = self.chunks.pop()
             self.flush_steps.pop()
 
     def push(self, r: torch.Tensor, m: int) -> None:
-        self.acc = self.acc * m + r
+        self.acc = torch.add(r, self.acc, alpha=m)
 
     def pop(self, m: int) -> torch.Tensor:
-        r = torch.remainder(self.acc, m)
-        self.acc = torch.div(self.acc, m, rounding_mode="floor")
+        q = torch.div(self.acc, m, rounding_mode="floor")  # one int64 division; the remainder by product
+        r = torch.sub(self.acc, q, alpha=m)
+        self.acc = q
         return r
 
     def nbytes(self) -> int:
@@ -116,14 +107,19 @@ class InfoBuffer:
 
 
 def _to_fixed(x: torch.Tensor, R: int, what: str) -> torch.Tensor:
-    x = x.detach().to(torch.float64) * 2.0**R
-    if not bool(torch.isfinite(x).all()) or float(x.abs().max()) >= INT_LIMIT:
-        raise L2TError(f"reversible: the {what} left the fixed-point range (|x| < 2^{62 - R}); use reversible:R with a smaller R")
+    """``round(x·2^R)`` as int64, computed in x's own dtype: scaling by a power of two is exact,
+    and rounding an exactly scaled float to the nearest integer is exact in any float format."""
+    x = x.detach() * 2.0**R
+    biggest = float(x.abs().amax())  # NaN and Inf fail the comparison below
+    if not biggest < INT_LIMIT:
+        raise L2TError(f"reversible: the {what} left the fixed-point range (|x| < 2^{62 - R}, got {biggest / 2.0**R:.3g}); "
+                       f"use reversible:R with a smaller R than {R}")
     return torch.round(x).to(torch.int64)
 
 
 def _to_float(X: torch.Tensor, R: int, dtype: torch.dtype) -> torch.Tensor:
-    return (X.to(torch.float64) * 2.0**-R).to(dtype)
+    """``X·2^-R`` in ``dtype``: a deterministic function of the integers (rounded once)."""
+    return X.to(dtype) * 2.0**-R
 
 
 def reversible(
@@ -131,7 +127,7 @@ def reversible(
 ) -> HypergradResult:
     opt = problem.optimizer
     n, d = momentum_fraction(opt.momentum)
-    fl = _Flat(episode.params)
+    fl = FlatLayout(episode.params)
     session = TeachingSession(teacher, teacher_params, spec, problem.student, memory=memory)
 
     def direction(t: int, Omega: torch.Tensor, buffers, coeffs):
@@ -142,20 +138,21 @@ def reversible(
         return _to_fixed(fl.flat(d_t.values()), R, "gradient"), lin, params
 
     def step_velocity(V: torch.Tensor, G: torch.Tensor, buf: InfoBuffer) -> torch.Tensor:
-        i = buf.pop(n)
-        Vn = V * n + i
+        Vn = torch.add(buf.pop(n), V, alpha=n)  # n·V + i
         q = torch.div(Vn, d, rounding_mode="floor")
-        buf.push(Vn - q * d, d)
+        buf.push(torch.sub(Vn, q, alpha=d), d)
         return q + G
 
     def unstep_velocity(V1: torch.Tensor, G: torch.Tensor, buf: InfoBuffer) -> torch.Tensor:
-        Vn = (V1 - G) * d + buf.pop(d)
+        Vn = torch.add(buf.pop(d), V1 - G, alpha=d)  # d·(V1 − G) + r
         V = torch.div(Vn, n, rounding_mode="floor")
-        buf.push(Vn - V * n, n)
+        buf.push(torch.sub(Vn, V, alpha=n), n)
         return V
 
     def weight_step(t: int, V: torch.Tensor) -> torch.Tensor:
-        return torch.round(V.to(torch.float64) * opt.lr(t)).to(torch.int64)
+        # round(η_t·V): any deterministic function of V_{t+1} keeps the step invertible; it is
+        # computed in the student's dtype (V·2^-R·η·2^R with the scalings folded into η).
+        return torch.round(V.to(fl.dtype) * opt.lr(t)).to(torch.int64)
 
     # Forward. The teacher session reads the student's state (eval-mode predictions use the
     # running BatchNorm statistics, which are tracked on the side and never reversed).
@@ -165,9 +162,9 @@ def reversible(
     buffers = episode.buffers
     for t in range(problem.steps):
         G, lin, _ = direction(t, Omega, buffers, session)
-        if int(V.abs().max()) >= INT_LIMIT // max(n, d):
+        if not float(V.abs().amax()) < INT_LIMIT // max(n, d):
             raise L2TError(f"reversible: the velocity left the fixed-point range; use reversible:R with a smaller R than {R}")
-        buf.maybe_flush(t, d)
+        buf.before_step(t, n, d)
         V = step_velocity(V, G, buf)
         Omega = Omega - weight_step(t, V)
         buffers = lin.buffers

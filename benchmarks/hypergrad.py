@@ -1,0 +1,288 @@
+"""Hypergradient engines at scale: time and memory against plain training, higher and torchopt.
+
+    python benchmarks/hypergrad.py                       # the full grid (about an hour on 2 cores)
+    python benchmarks/hypergrad.py --students lenet --steps 10000 --methods checkpoint reversible
+
+Every configuration (student, T, method) runs in a fresh subprocess that
+
+1. builds the problem: 28x28 inputs (synthetic, fixed seed: timing does not depend on the
+   pixels), 10 classes, batch 128, momentum SGD (lr 0.05, γ 0.9), the bilinear loss set by the
+   attention teacher (N = 10 keys, W initialised at std 0.01), state refreshed every 10 steps,
+   dev objective on 1000 examples, float32, the default number of torch threads;
+2. times plain training (the same loop, the teacher in it, no hypergradient): after 20 warm-up
+   steps, five runs of min(T, 100) steps, before and again after the hypergradient; t_step is
+   the mean of the two medians (single runs vary by ±15% on the 2-core reference machine, and
+   its speed drifts);
+3. runs the hypergradient over T steps and times it; R = time / (T·t_step); extra memory = the
+   peak resident memory during the hypergradient minus the resident memory before it (Linux:
+   VmHWM reset just before through /proc/self/clear_refs; elsewhere ru_maxrss, the process's
+   peak, above its value before);
+4. saves the gradient; the parent reports its relative difference from ``reverse``'s.
+
+``checkpoint@float64`` computes the exact hypergradient in float64 (``checkpoint`` equals
+``reverse`` bit for bit, with bounded memory). Every method's relative difference from it is
+reported too: over hundreds or thousands of momentum steps float32 rounding is amplified, so two
+exact float32 methods that follow slightly different trajectories (``reversible`` trains in
+fixed point) can differ by far more than 1e-7. What matters is that each is as close to the
+float64 value as ``reverse`` is (in float64 the exact methods agree to 1e-9; see the tests).
+
+``higher`` and ``torchopt`` (``pip install -e '.[bench]'``) run the same unroll: the same data,
+batches, teacher session and loss, with their differentiable momentum SGD and one backward
+pass at the end. Graph-based methods whose memory, extrapolated linearly from a shorter run,
+would exceed --mem-limit-gb are skipped and reported so. Results: a markdown table on stdout
+and JSON in --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+STUDENTS = {"mlp": ("mlp", {"widths": [500]}), "lenet": ("lenet", {})}
+L2T_METHODS = ["reverse", "checkpoint", "reversible", "unrolled"]
+EXTERNAL = ["higher", "torchopt"]
+GRAPH_METHODS = {"unrolled", "higher", "torchopt"}  # memory grows with T
+
+
+def _status_mb(field: str) -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return float(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    return None
+
+
+def _start_peak() -> tuple[float, str]:
+    """Resident memory now, with the peak reset (Linux VmHWM) so the next peak is ours alone;
+    elsewhere the process's ru_maxrss so far."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        rss = _status_mb("VmRSS")
+        if rss is not None:
+            return rss, "VmHWM"
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, "ru_maxrss"
+
+
+def _peak_mb(probe: str) -> float:
+    if probe == "VmHWM":
+        return _status_mb("VmHWM")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def build(student_name: str, T: int, seed: int = 0, dtype: torch.dtype = torch.float32):
+    from l2t.data import BatchSchedule
+    from l2t.hypergrad import Episode
+    from l2t.inner import InnerProblem
+    from l2t.losses import create_loss
+    from l2t.objectives import create_objective
+    from l2t.optim import Constant, MomentumSGD
+    from l2t.students import create_student
+    from l2t.teachers import AttentionTeacher, StateSpec, teacher_params
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(12800, 1, 28, 28, generator=g).to(dtype)
+    y = torch.randint(0, 10, (12800,), generator=g)
+    x_dev, y_dev = torch.randn(1000, 1, 28, 28, generator=g).to(dtype), torch.randint(0, 10, (1000,), generator=g)
+    name, options = STUDENTS[student_name]
+    student = create_student(name, (1, 28, 28), 10, **options)
+    teacher = AttentionTeacher(10, 13, w_init_std=0.01)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        teacher.reset_parameters()
+    teacher.to(dtype)
+    problem = InnerProblem(
+        student=student, loss=create_loss("bilinear", **teacher.loss_kwargs()),
+        optimizer=MomentumSGD(Constant(0.05), 0.9), steps=T,
+        objective=create_objective("expected_accuracy"), x_dev=x_dev, y_dev=y_dev,
+    )
+    params, buffers = student.init(seed, dtype=dtype)
+    episode = Episode(params, buffers, BatchSchedule(x, y, 128, seed))
+    spec = StateSpec(10, T, 10, x_dev, y_dev)
+    return problem, episode, teacher, teacher_params(teacher), spec
+
+
+def _external(kind: str, problem, episode, teacher, tparams, spec):
+    """The same unroll differentiated by ``higher`` or ``torchopt``: full graph, one backward."""
+    import copy
+
+    from l2t.losses import reduce_loss
+    from l2t.teachers import TeachingSession
+
+    lr, gamma = problem.optimizer.lr(0), problem.optimizer.momentum
+    leaf = {k: v.detach().requires_grad_() for k, v in tparams.items()}
+    session = TeachingSession(teacher, leaf, spec, problem.student, differentiable=True)
+    batches, buffers = episode.batches, episode.buffers
+    if kind == "higher":
+        import higher
+
+        model = copy.deepcopy(problem.student.module)
+        model.load_state_dict(episode.params)
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=gamma)
+        names = [k for k, _ in model.named_parameters()]
+        with higher.innerloop_ctx(model, opt, copy_initial_weights=True) as (fmodel, diffopt):
+            for t in range(problem.steps):
+                b = batches(t)
+                out = fmodel(b.inputs)
+                params = dict(zip(names, fmodel.parameters()))
+                coeffs = session(t, out.detach(), b.targets, params, buffers)
+                diffopt.step(reduce_loss(problem.loss(out, b.targets, coeffs)))
+            outer = problem.objective(fmodel(problem.x_dev), problem.y_dev)
+    else:
+        import torchopt
+
+        params = {k: v.detach().requires_grad_() for k, v in episode.params.items()}
+        opt = torchopt.sgd(lr=lr, momentum=gamma, moment_requires_grad=True)
+        state = opt.init(params)
+        for t in range(problem.steps):
+            b = batches(t)
+            out, _ = problem.student.apply(params, buffers, b.inputs)
+            coeffs = session(t, out.detach(), b.targets, params, buffers)
+            loss = reduce_loss(problem.loss(out, b.targets, coeffs))
+            grads = torch.autograd.grad(loss, tuple(params.values()), create_graph=True)
+            updates, state = opt.update(dict(zip(params, grads)), state, inplace=False)
+            params = torchopt.apply_updates(params, updates, inplace=False)
+        outer = problem.outer_loss(params, buffers)
+    grads = torch.autograd.grad(outer, tuple(leaf.values()))
+    return float(outer), dict(zip(leaf, grads))
+
+
+def worker(student: str, T: int, method: str, grad_out: str) -> dict:
+    from l2t.hypergrad import hypergradient
+    from l2t.inner import rollout
+    from l2t.teachers import TeachingSession
+
+    dtype = torch.float64 if method.endswith("@float64") else torch.float32
+    method = method.partition("@")[0]
+    problem, episode, teacher, tparams, spec = build(student, T, dtype=dtype)
+    plain_T = min(T, 100)
+
+    def plain_step(warmup: int) -> float:
+        """Median per-step time of five plain runs of plain_T steps (after a warm-up run)."""
+        times = []
+        for stop in ([warmup] if warmup else []) + [plain_T] * 5:
+            session = TeachingSession(teacher, tparams, spec, problem.student)
+            t0 = time.perf_counter()
+            rollout(problem, episode.params, episode.buffers, episode.batches, session, stop=stop)
+            times.append((time.perf_counter() - t0) / stop)
+        return sorted(times[-5:])[2]
+
+    step_before = plain_step(min(20, T))
+    before, probe = _start_peak()
+    t0 = time.perf_counter()
+    if method in EXTERNAL:
+        outer, grads = _external(method, problem, episode, teacher, tparams, spec)
+    else:
+        res = hypergradient(problem, episode, teacher, tparams, spec, method=method)
+        outer, grads = res.outer_loss, res.grads
+    seconds = time.perf_counter() - t0
+    extra = _peak_mb(probe) - before
+    step = (step_before + plain_step(0)) / 2  # the machine's speed drifts: bracket the hypergradient
+    torch.save({k: v.detach() for k, v in grads.items()}, grad_out)
+    name = method + ("@float64" if dtype == torch.float64 else "")
+    return {"student": student, "T": T, "method": name, "plain_step_ms": 1e3 * step, "seconds": seconds,
+            "R": seconds / (T * step), "extra_mb": extra, "memory_probe": probe, "outer_loss": outer,
+            "threads": torch.get_num_threads()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--students", nargs="+", default=list(STUDENTS))
+    p.add_argument("--steps", nargs="+", type=int, default=[50, 200, 1000, 5000])
+    p.add_argument("--methods", nargs="+", default=L2T_METHODS + EXTERNAL)
+    p.add_argument("--mem-limit-gb", type=float, default=16.0)
+    p.add_argument("--no-precision-floor", dest="precision_floor", action="store_false",
+                   help="skip the float64 reference (checkpoint@float64) that shows float32's precision floor")
+    p.add_argument("--timeout", type=int, default=3600, help="seconds per configuration")
+    p.add_argument("--json", type=Path, default=Path("benchmarks/results/hypergrad.json"))
+    p.add_argument("--worker", nargs=4, metavar=("STUDENT", "T", "METHOD", "GRAD_OUT"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        s, T, m, out = args.worker
+        print(json.dumps(worker(s, int(T), m, out)), flush=True)
+        return
+
+    rows, tmp = [], Path(tempfile.mkdtemp(prefix="l2t-bench-"))
+    largest: dict[tuple[str, str], tuple[int, float]] = {}
+    for student in args.students:
+        for T in sorted(args.steps):
+            ref = tmp / f"{student}-{T}-reverse.pt"
+            ref64 = tmp / f"{student}-{T}-checkpoint@float64.pt"
+            methods = ["reverse"] + [m for m in args.methods if m != "reverse"]
+            if args.precision_floor:
+                methods = ["checkpoint@float64"] + methods
+            for method in methods:
+                row = {"student": student, "T": T, "method": method}
+                seen = largest.get((student, method))
+                if method in GRAPH_METHODS and seen and seen[1] * T / seen[0] > 1024 * args.mem_limit_gb:
+                    row["skipped"] = f"projected {seen[1] * T / seen[0] / 1024:.0f} GB > {args.mem_limit_gb:g} GB"
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+                    continue
+                out = tmp / f"{student}-{T}-{method}.pt"
+                cmd = [sys.executable, __file__, "--worker", student, str(T), method, str(out)]
+                try:
+                    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=os.environ)
+                except subprocess.TimeoutExpired:
+                    row["skipped"] = f"timeout after {args.timeout} s"
+                    rows.append(row)
+                    continue
+                if proc.returncode != 0:
+                    row["skipped"] = "failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1][:120]
+                else:
+                    row = json.loads(proc.stdout.strip().splitlines()[-1])
+                    largest[(student, method)] = (T, max(row["extra_mb"], 1.0))
+                    if ref.exists() and method != "reverse":
+                        row["rel_diff_vs_reverse"] = _rel_diff(out, ref)
+                    if ref64.exists() and out != ref64:
+                        row["rel_diff_vs_float64"] = _rel_diff(out, ref64)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    tmp_json = args.json.with_suffix(".json.tmp")
+    tmp_json.write_text(json.dumps(rows, indent=1) + "\n")
+    tmp_json.replace(args.json)
+    print(table(rows))
+
+
+def _rel_diff(path: Path, ref: Path) -> float:
+    a, b = torch.load(path, weights_only=True), torch.load(ref, weights_only=True)
+    num = sum(float((a[k].double() - b[k].double()).pow(2).sum()) for k in b) ** 0.5
+    den = sum(float(b[k].double().pow(2).sum()) for k in b) ** 0.5
+    return num / den
+
+
+def table(rows: list[dict]) -> str:
+    out = ["| student | T | method | plain step (ms) | hypergradient (s) | R | extra memory (MB) | rel. diff vs reverse | rel. diff vs float64 | time / fastest exact l2t method |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    best: dict[tuple, float] = {}
+    for r in rows:
+        if "seconds" in r and r["method"] in L2T_METHODS:  # float32 runs only
+            key = (r["student"], r["T"])
+            best[key] = min(best.get(key, float("inf")), r["seconds"])
+    for r in rows:
+        if "skipped" in r:
+            out.append(f"| {r['student']} | {r['T']} | {r['method']} | | | | | | | {r['skipped']} |")
+            continue
+        diff = f"{r['rel_diff_vs_reverse']:.1e}" if "rel_diff_vs_reverse" in r else "—"
+        diff64 = f"{r['rel_diff_vs_float64']:.1e}" if "rel_diff_vs_float64" in r else "—"
+        speed = f"{r['seconds'] / best[(r['student'], r['T'])]:.2f}×" if r["method"] in EXTERNAL else ""
+        out.append(f"| {r['student']} | {r['T']} | {r['method']} | {r['plain_step_ms']:.2f} | {r['seconds']:.2f} | "
+                   f"{r['R']:.2f} | {r['extra_mb']:.0f} | {diff} | {diff64} | {speed} |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()
