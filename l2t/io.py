@@ -90,7 +90,8 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict 
     fd, tmp = _atomic_target(path)
     os.close(fd)
     try:
-        tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+        # copies: safetensors refuses tensors that share memory (a teacher saved twice, say)
+        tensors = {k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in tensors.items()}
         save_file(tensors, tmp, metadata={"l2t": json.dumps(meta or {})})
         os.replace(tmp, path)
     except BaseException:

@@ -32,6 +32,7 @@ from l2t.io import append_jsonl, finite_or_none, load_tensors, read_jsonl, save_
 from l2t.losses import create_loss
 from l2t.objectives import expected_accuracy
 from l2t.optim import Adam, Constant, MomentumSGD
+from l2t.protocols import PhasesProtocol
 from l2t.runs import init_run
 from l2t.teachers import save_teacher, teacher_params
 from l2t.train import error_rate
@@ -83,17 +84,17 @@ def _unflatten(template, prefix: str, tensors: dict, scalars: dict):
     return type(template)(scalars[prefix])
 
 
-def _save_state(run_dir: Path, step: int, params: dict, opt_state, skipped: int) -> None:
+def _save_state(run_dir: Path, step: int, state: dict, skipped: int) -> None:
+    """``state``: nested dicts of tensors and ints (teacher, optimizer, reference teacher)."""
     tensors, scalars = {}, {}
-    _flatten({"teacher": params, "opt": opt_state}, "state", tensors, scalars)
+    _flatten(state, "state", tensors, scalars)
     save_tensors(run_dir / STATE_FILE, tensors, {"step": step, "skipped": skipped, "scalars": scalars})
 
 
-def _load_state(run_dir: Path, params: dict, opt_state) -> tuple[int, dict, dict, int]:
+def _load_state(run_dir: Path, template: dict) -> tuple[int, dict, int]:
     tensors, meta = load_tensors(run_dir / STATE_FILE)
     try:
-        state = _unflatten({"teacher": params, "opt": opt_state}, "state", tensors, meta["scalars"])
-        return int(meta["step"]), state["teacher"], state["opt"], int(meta["skipped"])
+        return int(meta["step"]), _unflatten(template, "state", tensors, meta["scalars"]), int(meta["skipped"])
     except KeyError as e:
         raise L2TError(f"checkpoint {run_dir / STATE_FILE} lacks {e}; it does not belong to this run") from None
 
@@ -108,6 +109,14 @@ def _clip(grads: dict[str, torch.Tensor], max_norm: float) -> dict[str, torch.Te
     if max_norm > 0 and norm > max_norm:
         return {k: g * (max_norm / norm) for k, g in grads.items()}
     return grads
+
+
+def _dev_metrics(student, params, buffers, data, prefix: str = "") -> dict:
+    """Expected accuracy E[p(y|x)] and error of a student on the dev split."""
+    with torch.no_grad():
+        out, _ = student.apply(params, buffers, data.x_dev, train=False)
+        measure = float(expected_accuracy(out, data.y_dev))
+    return {f"{prefix}dev_measure": measure, f"{prefix}dev_error": error_rate(student, params, buffers, data.x_dev, data.y_dev)}
 
 
 def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> TeachResult:
@@ -139,9 +148,17 @@ def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, prog
     optimizer = make_outer_optimizer(cfg)
     params = teacher_params(teacher)
     opt_state = optimizer.init(params)
+    protocol = None
+    if cfg.outer.protocol == "phases":
+        protocol = PhasesProtocol(cfg, data, student, problem, spec)
+        problem = protocol.problem
+    elif cfg.outer.protocol != "full":
+        raise L2TError(f"unknown outer.protocol {cfg.outer.protocol!r}; known: full, phases")
+    ref_params = params  # the teacher that made the current reference run (protocol phases)
     start, skipped = 0, 0
     if resume and (run_dir / STATE_FILE).exists():
-        start, params, opt_state, skipped = _load_state(run_dir, params, opt_state)
+        start, state, skipped = _load_state(run_dir, {"teacher": params, "opt": opt_state, "reference": params})
+        params, opt_state, ref_params = state["teacher"], state["opt"], state["reference"]
         log.info("resuming %s at teacher step %d", run_dir, start)
     # Drop records past the checkpoint (written after it, before a kill); rewrite atomically.
     metrics = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["step"] < start]
@@ -151,8 +168,18 @@ def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, prog
     for step in bar:
         t0 = time.perf_counter()
         total, ok, outer, measure, dev_err = None, 0, 0.0, 0.0, 0.0
+        record = {"step": step}
+        if protocol is not None and protocol.needs_reference(step):
+            if protocol.reference_step(step) == step:
+                ref_params = params
+            protocol.make_reference(step, teacher, ref_params)
+            if protocol.reference.made_at == step:  # a whole student under this teacher: Fig. 3's point
+                record |= _dev_metrics(student, *protocol.reference.final, data, prefix="reference_")
         for e in range(cfg.outer.episodes):
-            episode = make_episode(cfg, data, student, derive_seed(cfg.seed, TAG_TEACH, step, e))
+            if protocol is None:
+                episode = make_episode(cfg, data, student, derive_seed(cfg.seed, TAG_TEACH, step, e))
+            else:
+                episode = protocol.episode(step, e)
             res = hypergradient(problem, episode, teacher, params, spec, method=cfg.outer.hypergrad)
             if not (math.isfinite(res.outer_loss) and all(torch.isfinite(g).all() for g in res.grads.values())):
                 log.warning("teacher step %d, episode %d: non-finite hypergradient; episode skipped", step, e)
@@ -161,11 +188,9 @@ def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, prog
             grads = _clip(res.grads, cfg.outer.episode_clip)
             total = grads if total is None else {k: total[k] + grads[k] for k in total}
             outer += res.outer_loss
-            with torch.no_grad():
-                out, _ = student.apply(res.params, res.buffers, data.x_dev, train=False)
-                measure += float(expected_accuracy(out, data.y_dev))
-            dev_err += error_rate(student, res.params, res.buffers, data.x_dev, data.y_dev)
-        record = {"step": step, "episodes_ok": ok}
+            m = _dev_metrics(student, res.params, res.buffers, data)
+            measure, dev_err = measure + m["dev_measure"], dev_err + m["dev_error"]
+        record["episodes_ok"] = ok
         if ok == 0:
             skipped += 1
             log.warning("teacher step %d: no finite hypergradient; teacher unchanged", step)
@@ -184,7 +209,7 @@ def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, prog
         metrics.append(record)
         done = step + 1
         if done % cfg.outer.checkpoint_every == 0 or done == cfg.outer.steps:
-            _save_state(run_dir, done, params, opt_state, skipped)
+            _save_state(run_dir, done, {"teacher": params, "opt": opt_state, "reference": ref_params}, skipped)
     bar.close()
 
     teacher_path = run_dir / "teacher.safetensors"

@@ -130,3 +130,31 @@ def test_both_outer_optimizers_resume(tmp_path, optimizer):
     a, b = _final_teacher(tmp_path / "full"), _final_teacher(tmp_path / "part")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert full.metrics[-1]["step"] == cfg.outer.steps - 1
+
+
+def test_phases_protocol_trains_from_snapshots_and_resumes_exactly(tmp_path):
+    """Episodes start from snapshots of reference runs; a resumed run rebuilds the reference of
+    the saved reference teacher and ends bit-identical."""
+    import json
+
+    ov = {"outer.protocol": "phases", "outer.episode_steps": 8, "outer.snapshots": 3, "outer.reference_every": 2,
+          "outer.steps": 5}
+    full = teach(load_config(TINY, ov), tmp_path / "full", progress=False)
+    refs = [m for m in full.metrics if "reference_dev_measure" in m]
+    assert [m["step"] for m in refs] == [0, 2, 4]
+    teach(load_config(TINY, {**ov, "outer.steps": 3}), tmp_path / "part", progress=False)
+    c = json.loads((tmp_path / "part" / "config.json").read_text())
+    c["outer"]["steps"] = 5
+    (tmp_path / "part" / "config.json").write_text(json.dumps(c))
+    teach(None, tmp_path / "part", resume=True, progress=False)
+    a, b = _final_teacher(tmp_path / "full"), _final_teacher(tmp_path / "part")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_protocol_errors(tmp_path):
+    from l2t.errors import L2TError
+
+    with pytest.raises(L2TError, match="episode_steps must be in"):
+        teach(load_config(TINY, {"outer.protocol": "phases"}), tmp_path / "a", progress=False)
+    with pytest.raises(L2TError, match="unknown outer.protocol"):
+        teach(load_config(TINY, {"outer.protocol": "greedy"}), tmp_path / "b", progress=False)

@@ -47,6 +47,6 @@ def test_session_refreshes_once_per_phase():
     outputs, targets = torch.randn(4, 10), torch.randint(0, 10, (4,))
     coeffs = [session(t, outputs, targets, params, buffers) for t in range(12)]
     assert [p.start for p in session.phases] == [0, 5, 10]
-    assert session.phase_of_step == [0] * 5 + [1] * 5 + [2] * 2
+    assert session.phase_of_step == dict(enumerate([0] * 5 + [1] * 5 + [2] * 2))  # global step -> phase
     assert all(c is session.phases[0].coeffs for c in coeffs[:5])
     assert session.phases[1].features[0] == 5 / 12

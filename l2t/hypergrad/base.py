@@ -31,7 +31,7 @@ import torch
 
 from l2t.data.batches import Batch, BatchSchedule
 from l2t.errors import L2TError
-from l2t.inner import CoeffsFn, InnerProblem, loss_and_grads
+from l2t.inner import CoeffsFn, InnerProblem, loss_and_grads, rollout
 from l2t.registry import Registry
 from l2t.students.base import Params
 from l2t.teachers.session import Phase, TeachingSession, replay
@@ -40,11 +40,27 @@ from l2t.teachers.state import StateSpec
 
 @dataclass(frozen=True)
 class Episode:
-    """What changes between teacher steps: the fresh student and the order of its batches."""
+    """What changes between teacher steps: the student to start from and the order of its batches.
+
+    An episode runs ``problem.steps`` steps starting at global step ``start`` (0 for a fresh
+    student) from ``params`` and momentum ``velocity`` (``None``: zero). Learning-rate schedule,
+    batches, state refreshes and the features' ``t/T`` all use the global step, so an episode
+    started from a snapshot of a longer run continues that run exactly.
+    """
 
     params: Params
     buffers: Params
     batches: BatchSchedule
+    start: int = 0
+    velocity: Optional[Params] = None
+
+    def steps(self, problem: InnerProblem) -> range:
+        return range(self.start, self.start + problem.steps)
+
+    def run(self, problem: InnerProblem, coeffs_fn, **kw):
+        """:func:`~l2t.inner.rollout` over the episode's steps."""
+        return rollout(problem, self.params, self.buffers, self.batches, coeffs_fn, start=self.start,
+                       stop=self.start + problem.steps, velocity=self.velocity, **kw)
 
 
 @dataclass

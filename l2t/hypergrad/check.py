@@ -57,6 +57,7 @@ def tiny_problem(
     device: torch.device | str = "cpu",
     batchnorm: bool = False,
     bn_mode: str = "batch",
+    start: int = 0,
 ) -> CheckProblem:
     """A float64 problem small enough for finite differences and for the ``unrolled`` method.
 
@@ -80,8 +81,13 @@ def tiny_problem(
         bn_mode=bn_mode,
     )
     params, buffers = student.init(seed, device, dtype)
-    episode = Episode(params, buffers, BatchSchedule(data.x_train, data.y_train, 25, seed))
-    spec = StateSpec(data.num_classes, steps, every, data.x_dev, data.y_dev)
+    batches = BatchSchedule(data.x_train, data.y_train, 25, seed)
+    velocity = None
+    if start:  # an episode that starts mid-run: first train `start` steps at the cross-entropy point
+        phi = teacher.base * torch.eye(data.num_classes, dtype=dtype, device=device)
+        params, velocity, buffers = rollout(problem, params, buffers, batches, lambda *_: phi, stop=start)
+    episode = Episode(params, buffers, batches, start=start, velocity=velocity)
+    spec = StateSpec(data.num_classes, start + steps, every, data.x_dev, data.y_dev)
     return CheckProblem(problem, episode, teacher, teacher_params(teacher), spec)
 
 
@@ -89,7 +95,7 @@ def outer_loss_at(cp: CheckProblem, tparams: dict[str, torch.Tensor], features: 
     """The outer loss of a run under ``tparams`` and the features it read (or was given)."""
     session = TeachingSession(cp.teacher, tparams, cp.spec, cp.problem.student, frozen_features=features)
     with torch.no_grad():
-        params, _, buffers = rollout(cp.problem, cp.episode.params, cp.episode.buffers, cp.episode.batches, session)
+        params, _, buffers = cp.episode.run(cp.problem, session)
         return cp.problem.outer_loss(params, buffers).item(), [p.features for p in session.phases]
 
 

@@ -26,7 +26,7 @@ import torch
 from l2t.hypergrad.base import (
     METHODS, BackwardWalk, Episode, HypergradResult, chain_to_teacher, linearize, outer_grad,
 )
-from l2t.inner import InnerProblem, rollout
+from l2t.inner import InnerProblem
 from l2t.teachers.base import call_teacher
 from l2t.teachers.session import TeachingSession
 from l2t.teachers.state import StateSpec
@@ -69,17 +69,19 @@ def checkpointed(
     session = TeachingSession(teacher, teacher_params, spec, problem.student, memory=memory)
     saved: dict[int, tuple] = {}
 
+    end = episode.start + T
+
     def keep(t, params, velocity, buffers):
-        if t % k == 0:
+        if (t - episode.start) % k == 0:
             saved[t] = (params, velocity, buffers)
 
-    params_T, _, buffers_T = rollout(problem, episode.params, episode.buffers, episode.batches, session, on_step=keep)
+    params_T, _, buffers_T = episode.run(problem, session, on_step=keep)
     outer, d_params = outer_grad(problem, params_T, buffers_T)
     walk = BackwardWalk(problem, session, d_params)
     for start in sorted(saved, reverse=True):
         params, velocity, buffers = saved.pop(start)
         segment = []
-        for t in range(start, min(start + k, T)):
+        for t in range(start, min(start + k, end)):
             lin = linearize(problem, params, buffers, episode.batches(t), t, walk.coeffs(t))
             segment.append((t, params, buffers, lin))
             with torch.no_grad():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from l2t.hypergrad._flat import Trajectory
 from l2t.hypergrad.base import METHODS, BackwardWalk, Episode, HypergradResult, chain_to_teacher, outer_grad
-from l2t.inner import InnerProblem, rollout
+from l2t.inner import InnerProblem
 from l2t.teachers.session import TeachingSession
 from l2t.teachers.state import StateSpec
 
@@ -21,15 +21,15 @@ def reverse(problem: InnerProblem, episode: Episode, teacher, teacher_params, sp
     buffers_at: list = []  # BatchNorm running statistics per step (empty for students without)
 
     def store(t, params, velocity, buffers):
-        trajectory.store(t, params)
+        trajectory.store(t - episode.start, params)
         if buffers:
             buffers_at.append(buffers)
 
-    params, _, buffers = rollout(problem, episode.params, episode.buffers, episode.batches, session, on_step=store)
+    params, _, buffers = episode.run(problem, session, on_step=store)
     outer, d_params = outer_grad(problem, params, buffers)
     walk = BackwardWalk(problem, session, d_params)
-    for t in reversed(range(problem.steps)):
-        walk.step(t, trajectory.load(t), buffers_at.pop() if buffers_at else buffers, episode.batches(t))
+    for t in reversed(episode.steps(problem)):
+        walk.step(t, trajectory.load(t - episode.start), buffers_at.pop() if buffers_at else buffers, episode.batches(t))
     grads = chain_to_teacher(teacher, teacher_params, session, walk.d_coeffs)
     return HypergradResult(outer, grads, params, buffers, session.phases,
                            {"d_coeffs": walk.d_coeffs, "trajectory_bytes": trajectory.nbytes()})

@@ -157,10 +157,11 @@ def reversible(
     # Forward. The teacher session reads the student's state (eval-mode predictions use the
     # running BatchNorm statistics, which are tracked on the side and never reversed).
     Omega0 = _to_fixed(fl.flat(episode.params.values()), R, "weights")
-    Omega, V = Omega0.clone(), torch.zeros_like(Omega0)
+    V0 = torch.zeros_like(Omega0) if episode.velocity is None else _to_fixed(fl.flat(episode.velocity.values()), R, "velocity")
+    Omega, V = Omega0.clone(), V0.clone()
     buf = InfoBuffer(Omega.numel(), Omega.device)
     buffers = episode.buffers
-    for t in range(problem.steps):
+    for t in episode.steps(problem):
         G, lin, _ = direction(t, Omega, buffers, session)
         if not float(V.abs().amax()) < INT_LIMIT // max(n, d):
             raise L2TError(f"reversible: the velocity left the fixed-point range; use reversible:R with a smaller R than {R}")
@@ -173,13 +174,13 @@ def reversible(
     info_bytes = buf.nbytes()
 
     walk = BackwardWalk(problem, session, d_params)
-    for t in reversed(range(problem.steps)):
+    for t in reversed(episode.steps(problem)):
         Omega = Omega + weight_step(t, V)
         G, lin, params = direction(t, Omega, episode.buffers, walk.coeffs(t))
         V = unstep_velocity(V, G, buf)
         buf.unflush(t)
         walk.step(t, params, episode.buffers, episode.batches(t), lin)
-    if not (torch.equal(Omega, Omega0) and not bool(V.any()) and not bool(buf.acc.any())):
+    if not (torch.equal(Omega, Omega0) and torch.equal(V, V0) and not bool(buf.acc.any())):
         raise RuntimeError(
             "reversible: the backward walk did not reconstruct the initial weights exactly; the forward "
             "pass is not deterministic here (on GPU try torch.use_deterministic_algorithms(True))"

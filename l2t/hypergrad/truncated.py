@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import deque
 
 from l2t.hypergrad.base import METHODS, BackwardWalk, Episode, HypergradResult, chain_to_teacher, outer_grad
-from l2t.inner import InnerProblem, rollout
+from l2t.inner import InnerProblem
 from l2t.teachers.session import TeachingSession
 from l2t.teachers.state import StateSpec
 
@@ -25,15 +25,14 @@ from l2t.teachers.state import StateSpec
 def truncated(problem: InnerProblem, episode: Episode, teacher, teacher_params, spec: StateSpec, *, memory=None, K: int) -> HypergradResult:
     session = TeachingSession(teacher, teacher_params, spec, problem.student, memory=memory)
     window: deque = deque(maxlen=K)
-    params, _, buffers = rollout(problem, episode.params, episode.buffers, episode.batches, session,
-                                 on_step=lambda t, p, v, b: window.append((t, p, b)))
+    params, _, buffers = episode.run(problem, session, on_step=lambda t, p, v, b: window.append((t, p, b)))
     outer, d_params = outer_grad(problem, params, buffers)
     walk = BackwardWalk(problem, session, d_params)
     while window:
         t, p_t, b_t = window.pop()
         walk.step(t, p_t, b_t, episode.batches(t))
     grads = chain_to_teacher(teacher, teacher_params, session, walk.d_coeffs)
-    info = {"K": K, "exact": K >= problem.steps, "d_coeffs": walk.d_coeffs}
+    info = {"K": K, "exact": K >= problem.steps, "d_coeffs": walk.d_coeffs}  # exact within the episode
     return HypergradResult(outer, grads, params, buffers, session.phases, info)
 
 

@@ -19,7 +19,8 @@ def unrolled(problem: InnerProblem, episode: Episode, teacher, teacher_params, s
         leaf = {k: v.detach().requires_grad_() for k, v in teacher_params.items()}
         session = TeachingSession(teacher, leaf, spec, problem.student, memory=memory, differentiable=True)
         params0 = {k: v.detach().requires_grad_() for k, v in episode.params.items()}
-        params, _, buffers = rollout(problem, params0, episode.buffers, episode.batches, session, create_graph=True)
+        params, _, buffers = rollout(problem, params0, episode.buffers, episode.batches, session, create_graph=True,
+                                     start=episode.start, stop=episode.start + problem.steps, velocity=episode.velocity)
         outer = problem.outer_loss(params, buffers)
         grads = torch.autograd.grad(outer, tuple(leaf.values()), allow_unused=True)
     phases = [Phase(p.start, p.features, p.coeffs.detach()) for p in session.phases]

@@ -54,7 +54,7 @@ class TeachingSession:
         self.differentiable = differentiable
         self.frozen_features = frozen_features
         self.phases: list[Phase] = []
-        self.phase_of_step: list[int] = []
+        self.phase_of_step: dict[int, int] = {}  # global step -> index into phases
 
     def __call__(self, step: int, outputs: torch.Tensor, targets: torch.Tensor, params: Params, buffers: Params) -> torch.Tensor:
         self.tracker.observe(outputs, targets)
@@ -70,7 +70,7 @@ class TeachingSession:
             if not self.differentiable:
                 coeffs = coeffs.detach()
             self.phases.append(Phase(step, features, coeffs))
-        self.phase_of_step.append(len(self.phases) - 1)
+        self.phase_of_step[step] = len(self.phases) - 1
         return self.phases[-1].coeffs
 
 
