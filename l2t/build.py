@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from l2t.config import Config
-from l2t.data import BatchSchedule, DataSplits, derive_seed, load_data
+from l2t.data import DEFAULT_AUGMENT, BatchSchedule, DataSplits, derive_seed, get_augment, load_data
 from l2t.data.batches import TAG_BATCHES, TAG_INIT, TAG_TEACHER_INIT
 from l2t.errors import L2TError
 from l2t.hypergrad.base import Episode
@@ -45,7 +45,8 @@ def resolve_dtype(name: str) -> torch.dtype:
 
 def load_splits(cfg: Config) -> DataSplits:
     d = cfg.data
-    data = load_data(d.name, dev_size=d.dev_size, train_size=d.train_size, test_size=d.test_size, split_seed=d.split_seed)
+    data = load_data(d.name, dev_size=d.dev_size, train_size=d.train_size, test_size=d.test_size,
+                     split_seed=d.split_seed, download=d.download)
     if cfg.inner.batch_size > len(data.y_train):
         raise L2TError(f"batch size {cfg.inner.batch_size} exceeds the {len(data.y_train)} training examples")
     return data.to(resolve_device(cfg.device), resolve_dtype(cfg.dtype))
@@ -99,8 +100,14 @@ def state_spec(cfg: Config, data: DataSplits, every: int | None = None) -> State
     return StateSpec(data.num_classes, cfg.inner.steps, every, data.x_dev, data.y_dev)
 
 
+def augmentation(cfg: Config):
+    name = cfg.data.augment if cfg.data.augment is not None else DEFAULT_AUGMENT.get(cfg.data.name, "none")
+    return get_augment(name)
+
+
 def make_episode(cfg: Config, data: DataSplits, student: Student, seed: int) -> Episode:
     """A fresh student (weights from ``seed``) and its batch order (also from ``seed``)."""
     params, buffers = student.init(derive_seed(seed, TAG_INIT), data.x_train.device, data.x_train.dtype)
-    batches = BatchSchedule(data.x_train, data.y_train, cfg.inner.batch_size, derive_seed(seed, TAG_BATCHES))
+    batches = BatchSchedule(data.x_train, data.y_train, cfg.inner.batch_size, derive_seed(seed, TAG_BATCHES),
+                            augment=augmentation(cfg))
     return Episode(params, buffers, batches)

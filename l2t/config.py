@@ -34,6 +34,8 @@ class DataConfig:
     train_size: Optional[int] = None  # subsample the training split (None: all of it)
     test_size: Optional[int] = None
     split_seed: int = 0  # fixed, so every run sees the same split
+    augment: Optional[str] = None  # none | crop_flip; None: the data set's default (crop_flip for CIFAR)
+    download: bool = False  # fetch a named public data set first (never in tests)
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,14 @@ class OuterConfig:
     clip: float = 1.0  # clip the averaged hypergradient to this norm (0: off)
     objective: str = "ce"  # expected_accuracy (the paper's relaxed accuracy) | ce (dev cross entropy)
     hypergrad: str = "reverse"  # reverse | checkpoint[:k] | reversible[:R] | truncated:K | unrolled
+    # full: every episode is a fresh student trained inner.steps steps. phases: an episode runs
+    # episode_steps steps from one of `snapshots` states of a reference run of the whole schedule
+    # under the current teacher, re-made every reference_every teacher steps (0: once, at the
+    # cross-entropy start); for schedules too long to differentiate through whole.
+    protocol: str = "full"
+    episode_steps: int = 0
+    snapshots: int = 8
+    reference_every: int = 10
     bn_mode: str = "batch"  # BatchNorm in the dev objective: batch (exact) | running (see InnerProblem)
     checkpoint_every: int = 5
 
@@ -92,6 +102,12 @@ class Config:
     # the rate the teacher was trained for.
     lr_grid: list = field(default_factory=lambda: [0.3, 0.1, 0.03, 0.01, 0.003])
     tune_seeds: int = 2
+    # The losses compared by `l2t demo` / `l2t experiment` ("l2t-dlf" is the trained teacher).
+    losses: list = field(default_factory=lambda: ["ce", "smooth01", "l2t-dlf"])
+    # Keyword arguments per fixed loss, e.g. {smooth01 = {K = 50}, lsoftmax = {m = 2}}, and of
+    # the coefficient schedule of losses that have one (lsoftmax: base, gamma, power, minimum).
+    loss_options: dict = field(default_factory=dict)
+    schedule_options: dict = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     inner: InnerConfig = field(default_factory=InnerConfig)

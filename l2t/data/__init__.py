@@ -1,5 +1,6 @@
-"""Data sets by name or path: ``digits`` (embedded), ``fashion-mnist``, ``mnist``, a folder of
-IDX files, or a ``.npz`` file. ``load_data`` is the one entry point the CLI and configs use."""
+"""Data sets by name or path: ``digits`` (embedded), ``fashion-mnist``, ``mnist``, ``cifar10``,
+``cifar100``, a folder of IDX files or of CIFAR python files, or a ``.npz`` file. ``load_data``
+is the one entry point the CLI and configs use."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from l2t.data.augment import AUGMENTATIONS, crop_flip, get_augment
 from l2t.data.batches import Batch, BatchSchedule, derive_seed
+from l2t.data.cifar import LAYOUTS as CIFAR_LAYOUTS
+from l2t.data.cifar import load_cifar, read_cifar_pickle
 from l2t.data.digits import load_digits
+from l2t.data.download import download
 from l2t.data.idx import FASHION_CLASSES, load_idx_folder, read_idx
 from l2t.data.npz import load_npz
 from l2t.data.splits import DataSplits, make_splits
@@ -30,25 +35,45 @@ def data_root(name: str) -> Path:
     return Path(env or Path.home() / ".cache" / "l2t") / name
 
 
+def _root_or_download(name: str, fetch: bool) -> Path:
+    root = data_root(name)
+    if fetch:
+        download(name, root)
+    if not root.is_dir():
+        hint = " (install it with `make data`)" if name in SYSTEM_DIRS else ""
+        raise L2TError(f"data set {name!r} not found at {root}{hint}; pass --data FOLDER, or --download")
+    return root
+
+
 def _named_idx(name: str, class_names: tuple[str, ...] | None):
-    def factory(**kw: Any) -> DataSplits:
-        root = data_root(name)
-        if not root.is_dir():
-            hint = " (install it with `make data`)" if name in SYSTEM_DIRS else ""
-            raise L2TError(f"data set {name!r} not found at {root}{hint}; pass --data FOLDER")
+    def factory(download: bool = False, **kw: Any) -> DataSplits:
+        root = _root_or_download(name, download)
         kw = {k: v for k, v in kw.items() if v is not None}
         return load_idx_folder(root, name=name, class_names=class_names, **kw)
 
     return factory
 
 
+def _named_cifar(classes: int):
+    def factory(download: bool = False, **kw: Any) -> DataSplits:
+        root = _root_or_download(f"cifar{classes}", download)
+        return load_cifar(root, classes, **{k: v for k, v in kw.items() if v is not None})
+
+    return factory
+
+
 @DATASETS.register("digits")
-def _digits(**kw: Any) -> DataSplits:
+def _digits(download: bool = False, **kw: Any) -> DataSplits:
     return load_digits(**{k: v for k, v in kw.items() if v is not None})
 
 
 DATASETS.register("fashion-mnist")(_named_idx("fashion-mnist", FASHION_CLASSES))
 DATASETS.register("mnist")(_named_idx("mnist", None))
+DATASETS.register("cifar10")(_named_cifar(10))
+DATASETS.register("cifar100")(_named_cifar(100))
+
+#: augmentation used when the config does not say (CIFAR's standard crop and flip)
+DEFAULT_AUGMENT = {"cifar10": "crop_flip", "cifar100": "crop_flip"}
 
 
 def load_data(
@@ -58,16 +83,22 @@ def load_data(
     train_size: int | None = None,
     test_size: int | None = None,
     split_seed: int = 0,
+    download: bool = False,
 ) -> DataSplits:
-    """Load a registered data set by name, or a user's folder of IDX files or ``.npz`` file."""
+    """Load a registered data set by name (``download`` fetches it first, if it can be
+    fetched), or a user's folder of IDX or CIFAR files, or ``.npz`` file."""
     kw = dict(dev_size=dev_size, train_size=train_size, test_size=test_size, split_seed=split_seed)
     if name_or_path in DATASETS:
-        return DATASETS.create(name_or_path, **kw)
+        return DATASETS.create(name_or_path, download=download, **kw)
     path = Path(name_or_path)
     if path.suffix == ".npz":
         return load_npz(path, **kw)
     if path.is_dir():
-        return load_idx_folder(path, **{k: v for k, v in kw.items() if v is not None})
+        present = {kw_: v for kw_, v in kw.items() if v is not None}
+        for classes, layout in CIFAR_LAYOUTS.items():
+            if (path / layout["train"][0]).is_file() or (path / layout["folder"]).is_dir():
+                return load_cifar(path, classes, **present)
+        return load_idx_folder(path, **present)
     if path.exists():
         raise L2TError(f"cannot read data from {path}: expected a folder of IDX files or a .npz file")
     raise L2TError(
@@ -77,7 +108,7 @@ def load_data(
 
 
 __all__ = [
-    "Batch", "BatchSchedule", "DATASETS", "DataSplits", "FASHION_CLASSES", "data_root",
-    "derive_seed", "load_data", "load_digits", "load_idx_folder", "load_npz", "make_splits",
-    "read_idx",
+    "AUGMENTATIONS", "Batch", "BatchSchedule", "DATASETS", "DEFAULT_AUGMENT", "DataSplits", "FASHION_CLASSES",
+    "crop_flip", "data_root", "derive_seed", "download", "get_augment", "load_cifar", "load_data", "load_digits",
+    "load_idx_folder", "load_npz", "make_splits", "read_cifar_pickle", "read_idx",
 ]

@@ -30,7 +30,7 @@ def derive_seed(*keys: int) -> int:
 
 
 # Purpose tags for derive_seed, so different uses of one run seed never collide.
-TAG_TEACH, TAG_EVAL, TAG_BATCHES, TAG_INIT, TAG_AUGMENT, TAG_TEACHER_INIT, TAG_TUNE = 1, 2, 3, 4, 5, 6, 7
+TAG_TEACH, TAG_EVAL, TAG_BATCHES, TAG_INIT, TAG_AUGMENT, TAG_TEACHER_INIT, TAG_TUNE, TAG_REFERENCE = 1, 2, 3, 4, 5, 6, 7, 8
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 

@@ -75,11 +75,13 @@ def make_splits(
     train_size: int | None = None,
     test_size: int | None = None,
     split_seed: int = 0,
+    per_channel: bool = False,
 ) -> DataSplits:
     """Validate, hold out a dev split from train when none is given, subsample, standardise.
 
-    Inputs are standardised by one scalar mean and std computed on the training split, so the
-    same affine map is applied to dev and test.
+    Inputs are standardised by a mean and std computed on the training split (one scalar pair, or
+    one per channel of ``(N, C, H, W)`` images with ``per_channel``), so the same affine map is
+    applied to dev and test.
     """
     pairs = {"train": (x_train, y_train), "test": (x_test, y_test)}
     if (x_dev is None) != (y_dev is None):
@@ -127,7 +129,11 @@ def make_splits(
             raise L2TError(f"{name}: test_size {test_size} must be in [1, {len(y_test)}]")
         x_test, y_test = x_test[:test_size], y_test[:test_size]
 
-    mean, std = x_train.mean(), x_train.std().clamp_min(1e-8)
+    if per_channel and x_train.dim() == 4:
+        mean = x_train.mean(dim=(0, 2, 3), keepdim=True)[0]  # (C, 1, 1)
+        std = x_train.std(dim=(0, 2, 3), keepdim=True)[0].clamp_min(1e-8)
+    else:
+        mean, std = x_train.mean(), x_train.std().clamp_min(1e-8)
     norm = lambda x: (x - mean) / std  # noqa: E731
     if class_names is None:
         class_names = tuple(str(i) for i in range(num_classes))
