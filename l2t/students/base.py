@@ -9,7 +9,7 @@ never written to.
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from typing import Callable, NamedTuple, Optional
 
 import torch
 from torch import nn
@@ -23,11 +23,31 @@ Params = dict[str, torch.Tensor]
 STUDENTS: Registry[nn.Module] = Registry("student")
 
 
+class HeadOutputs(NamedTuple):
+    """What a loss that works on the classifier's geometry (large-margin softmax) needs: the logits,
+    the features entering the final linear layer ``(B, D)``, and that layer's weight ``(C, D)`` and
+    bias ``(C,)``."""
+
+    logits: torch.Tensor
+    features: torch.Tensor
+    weight: torch.Tensor
+    bias: Optional[torch.Tensor]
+
+
+def he_init(module: nn.Module) -> None:
+    """He-normal convolution weights (fan out), as the ResNet / WRN / DenseNet papers use."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+
 class Student:
     """``init(seed) -> (params, buffers)``; ``apply(params, buffers, x, train) -> (outputs, buffers)``."""
 
     def __init__(self, name: str, module: nn.Module) -> None:
         self.name, self.module = name, module
+        heads = [(n, m) for n, m in module.named_modules() if isinstance(m, nn.Linear)]
+        self.head_name, self.head = heads[-1] if heads else (None, None)  # the final classifier
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.module.parameters())
@@ -39,8 +59,14 @@ class Student:
         module = copy.deepcopy(self.module)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            for m in module.modules():
-                if hasattr(m, "reset_parameters"):
+            # layers first, in forward order; then networks with an initialisation of their own
+            # (He for the convolutions of the CIFAR nets), outermost last, so it wins
+            resettable = [m for m in module.modules() if hasattr(m, "reset_parameters")]
+            for m in resettable:
+                if not any(True for _ in m.children()):
+                    m.reset_parameters()
+            for m in reversed(resettable):
+                if any(True for _ in m.children()):
                     m.reset_parameters()
         params = {k: v.detach().to(device=device, dtype=dtype) for k, v in module.named_parameters()}
         buffers = {
@@ -49,14 +75,28 @@ class Student:
         }
         return params, buffers
 
-    def apply(self, params: Params, buffers: Params, x: torch.Tensor, train: bool = True) -> tuple[torch.Tensor, Params]:
+    def apply(
+        self, params: Params, buffers: Params, x: torch.Tensor, train: bool = True, features: bool = False
+    ) -> tuple[torch.Tensor | HeadOutputs, Params]:
         """Forward pass. In train mode BatchNorm uses batch statistics and the returned buffers hold
-        the updated running statistics (the input ``buffers`` are left untouched)."""
+        the updated running statistics (the input ``buffers`` are left untouched). With
+        ``features`` the outputs are :class:`HeadOutputs` (logits plus the final layer's input and
+        weights)."""
         if buffers:
             buffers = {k: v.clone() for k, v in buffers.items()}
         self.module.train(train)
-        out = functional_call(self.module, (params, buffers), (x,))
-        return out, buffers
+        if not features:
+            return functional_call(self.module, (params, buffers), (x,)), buffers
+        if self.head is None:
+            raise L2TError(f"student {self.name!r} has no final linear layer to take features from")
+        seen: list[torch.Tensor] = []
+        hook = self.head.register_forward_pre_hook(lambda m, inputs: seen.append(inputs[0]))
+        try:
+            logits = functional_call(self.module, (params, buffers), (x,))
+        finally:
+            hook.remove()
+        bias = params.get(f"{self.head_name}.bias")
+        return HeadOutputs(logits, seen[-1], params[f"{self.head_name}.weight"], bias), buffers
 
 
 def create_student(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs) -> Student:

@@ -1,0 +1,81 @@
+"""CIFAR ResNets of He et al. (CVPR 2016, section 4.2): depth 6n + 2, three stages of n basic
+blocks with 16, 32, 64 channels, identity shortcuts with zero-padded channels when the shape
+changes ("option A", parameter-free). For 10 classes ResNet-8, -20 and -32 have 75,290, 269,722
+and 464,154 parameters."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from l2t.errors import L2TError
+from l2t.students.base import STUDENTS, he_init
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.stride, self.pad = stride, c_out - c_in
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        shortcut = x[:, :, :: self.stride, :: self.stride] if self.stride > 1 else x
+        if self.pad:  # option A: zero channels for the new width
+            shortcut = F.pad(shortcut, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+        return F.relu(out + shortcut)
+
+
+class ResNetCifar(nn.Module):
+    def __init__(self, depth: int, num_classes: int, in_channels: int = 3) -> None:
+        super().__init__()
+        if (depth - 2) % 6 or depth < 8:
+            raise L2TError(f"CIFAR ResNet depth must be 6n + 2 with n >= 1 (8, 14, 20, 32, ...), got {depth}")
+        n = (depth - 2) // 6
+        self.conv = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
+        self.bn = nn.BatchNorm2d(16)
+        blocks, c = [], 16
+        for width, stride in ((16, 1), (32, 2), (64, 2)):
+            for i in range(n):
+                blocks.append(BasicBlock(c, width, stride if i == 0 else 1))
+                c = width
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(64, num_classes)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        he_init(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn(self.conv(x)))
+        x = self.blocks(x)  # (B, 64, H/4, W/4)
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def _resnet(depth: int):
+    def factory(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        _check_image(input_shape, "resnet")
+        return ResNetCifar(depth, num_classes, input_shape[0])
+
+    return factory
+
+
+def _check_image(input_shape: tuple[int, ...], name: str) -> None:
+    if len(input_shape) != 3:
+        raise L2TError(f"{name} expects images (C, H, W), got input shape {input_shape}")
+
+
+@STUDENTS.register("resnet")
+def resnet(*, input_shape: tuple[int, ...], num_classes: int, depth: int = 20) -> nn.Module:
+    _check_image(input_shape, "resnet")
+    return ResNetCifar(depth, num_classes, input_shape[0])
+
+
+STUDENTS.register("resnet8")(_resnet(8))
+STUDENTS.register("resnet20")(_resnet(20))
+STUDENTS.register("resnet32")(_resnet(32))
