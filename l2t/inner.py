@@ -77,14 +77,16 @@ def loss_and_grads(
     With ``create_graph`` the gradients keep their graph (for differentiating through them);
     ``params`` must then require grad.
     """
+    features = getattr(problem.loss, "needs_features", False)  # large-margin softmax
     with torch.enable_grad():
         if not create_graph:
             params = {k: v.detach().requires_grad_() for k, v in params.items()}
-        outputs, buffers = problem.student.apply(params, buffers, batch.inputs, train=True)
-        coeffs = coeffs_fn(step, outputs.detach(), batch.targets, params, buffers)
+        outputs, buffers = problem.student.apply(params, buffers, batch.inputs, train=True, features=features)
+        logits = outputs.logits if features else outputs
+        coeffs = coeffs_fn(step, logits.detach(), batch.targets, params, buffers)
         loss = reduce_loss(problem.loss(outputs, batch.targets, coeffs), batch.mask)
         grads = torch.autograd.grad(loss, tuple(params.values()), create_graph=create_graph)
-    return grads, buffers, outputs
+    return grads, buffers, logits
 
 
 def inner_step(

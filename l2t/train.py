@@ -14,7 +14,7 @@ from l2t.data import DataSplits, derive_seed
 from l2t.data.batches import TAG_EVAL, TAG_TUNE
 from l2t.errors import L2TError
 from l2t.inner import no_coeffs, rollout
-from l2t.losses import LEARNED, create_loss
+from l2t.losses import LEARNED, SCHEDULES, create_loss
 from l2t.students import Params, Student
 from l2t.teachers import LoadedTeacher, Phase, TeachingSession, predict
 
@@ -64,7 +64,8 @@ def train_student(
     else:
         if loss in LEARNED:
             raise L2TError(f"loss {loss!r} needs a teacher: use --loss teacher:PATH")
-        name, loss_fn, coeffs_fn = loss, create_loss(loss), no_coeffs
+        name, loss_fn = loss, create_loss(loss, **cfg.loss_options.get(loss, {}))
+        coeffs_fn = SCHEDULES[loss](**cfg.schedule_options.get(loss, {})) if loss in SCHEDULES else no_coeffs
     problem = build_problem(cfg, data, student, loss_fn)
     episode = make_episode(cfg, data, student, derive_seed(seed, TAG_EVAL))
     hook = None if on_step is None else (lambda t, p, v, b: on_step(t))

@@ -50,7 +50,7 @@ def test_bilinear_at_small_identity_has_cross_entropy_gradient():
     torch.testing.assert_close(g_bil, g_ce, rtol=1e-3, atol=1e-3)
 
 
-@pytest.mark.parametrize("name", ["ce", "smooth01", "bilinear"])
+@pytest.mark.parametrize("name", ["ce", "smooth01", "bilinear", "label_smoothing"])
 def test_losses_are_per_token_for_sequences(name):
     """(B, T, C) logits and (B, T) targets give (B, T) values, equal to the flattened computation."""
     torch.manual_seed(0)
@@ -72,5 +72,47 @@ def test_reduce_loss_with_mask():
 def test_unknown_loss_lists_known():
     from l2t.errors import L2TError
 
-    with pytest.raises(L2TError, match="known: bilinear, ce, smooth01"):
+    with pytest.raises(L2TError, match="known: bilinear, ce, label_smoothing, lsoftmax, smooth01"):
         LOSSES.create("hinge")
+
+
+def test_label_smoothing_hand_computed():
+    from l2t.losses import label_smoothing
+
+    logits = torch.tensor([[2.0, 0.0, -1.0]], dtype=torch.float64)
+    logp = torch.log_softmax(logits, -1)[0]
+    expected = -(0.8 * logp[0] + 0.2 * logp.mean())
+    torch.testing.assert_close(label_smoothing(logits, torch.tensor([0]), eps=0.2)[0], expected)
+    torch.testing.assert_close(label_smoothing(logits, torch.tensor([0]), eps=0.0), cross_entropy(logits, torch.tensor([0])))
+
+
+def _head(features, weight, bias=None):
+    from l2t.students import HeadOutputs
+
+    logits = features @ weight.t() + (0 if bias is None else bias)
+    return HeadOutputs(logits, features, weight, bias)
+
+
+@pytest.mark.parametrize("theta_deg,k", [(30.0, 0), (120.0, 1)])
+def test_large_margin_softmax_hand_computed(theta_deg, k):
+    """m = 2: ψ(θ) = cos 2θ on [0, π/2], −cos 2θ − 2 on [π/2, π]; λ = 0 gives the full margin."""
+    from l2t.losses import large_margin
+
+    th = math.radians(theta_deg)
+    x = torch.tensor([[2.0 * math.cos(th), 2.0 * math.sin(th)]], dtype=torch.float64)  # ‖x‖ = 2
+    W = torch.tensor([[3.0, 0.0], [0.0, 1.0]], dtype=torch.float64)  # ‖W_0‖ = 3, angle θ to x
+    psi = math.cos(2 * th) if k == 0 else -math.cos(2 * th) - 2
+    f0, f1 = 3 * 2 * psi, float(x[0] @ W[1])
+    expected = -math.log(math.exp(f0) / (math.exp(f0) + math.exp(f1)))
+    got = large_margin(_head(x, W), torch.tensor([0]), torch.tensor(0.0, dtype=torch.float64), m=2)
+    assert got.item() == pytest.approx(expected, rel=1e-12)
+    # λ -> ∞ is the plain softmax
+    big = large_margin(_head(x, W), torch.tensor([0]), torch.tensor(1e12, dtype=torch.float64), m=2)
+    assert big.item() == pytest.approx(cross_entropy(x @ W.t(), torch.tensor([0])).item(), rel=1e-9)
+
+
+def test_large_margin_lambda_schedule():
+    from l2t.losses import LambdaSchedule
+
+    s = LambdaSchedule(base=1000, gamma=0.12, power=1, minimum=5)
+    assert s.value(0) == 1000 and s.value(100) == pytest.approx(1000 / 13) and s.value(10**6) == 5

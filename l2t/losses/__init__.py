@@ -13,6 +13,8 @@ import torch
 
 from l2t.losses.bilinear import bilinear
 from l2t.losses.cross_entropy import cross_entropy
+from l2t.losses.label_smoothing import label_smoothing
+from l2t.losses.large_margin import LambdaSchedule, large_margin
 from l2t.losses.smooth01 import smooth01
 from l2t.registry import Registry
 
@@ -22,9 +24,21 @@ LOSSES: Registry[LossFn] = Registry("loss")
 LOSSES.register("ce")(lambda: cross_entropy)
 LOSSES.register("smooth01")(lambda K=50.0: partial(smooth01, K=K))
 LOSSES.register("bilinear")(lambda scale=1.0: partial(bilinear, scale=scale))
+LOSSES.register("label_smoothing")(lambda eps=0.1: partial(label_smoothing, eps=eps))
+
+
+@LOSSES.register("lsoftmax")
+def _lsoftmax(m: int = 2) -> LossFn:
+    fn = partial(large_margin, m=m)
+    fn.needs_features = True
+    return fn
+
 
 #: Losses whose coefficients come from a teacher.
 LEARNED = frozenset({"bilinear"})
+
+#: Fixed losses whose coefficients follow a schedule: name -> coeffs_fn factory.
+SCHEDULES = {"lsoftmax": LambdaSchedule}
 
 
 def create_loss(name: str, **kwargs) -> LossFn:
@@ -39,4 +53,7 @@ def reduce_loss(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch
     return (values * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-__all__ = ["LEARNED", "LOSSES", "LossFn", "bilinear", "create_loss", "cross_entropy", "reduce_loss", "smooth01"]
+__all__ = [
+    "LEARNED", "LOSSES", "LambdaSchedule", "LossFn", "SCHEDULES", "bilinear", "create_loss", "cross_entropy",
+    "label_smoothing", "large_margin", "reduce_loss", "smooth01",
+]
