@@ -20,7 +20,9 @@ log = logging.getLogger("l2t")
 def _common(p: argparse.ArgumentParser, *, data: bool = True) -> None:
     if data:
         p.add_argument("--config", help="TOML config file (see configs/); defaults are the digits demo")
-        p.add_argument("--data", help="digits | fashion-mnist | mnist | FOLDER of IDX files | FILE.npz")
+        p.add_argument("--data", help="digits | fashion-mnist | mnist | cifar10 | cifar100 | FOLDER (IDX or CIFAR files) | FILE.npz")
+        p.add_argument("--download", action="store_true",
+                       help="fetch a named public data set (checksummed) into $L2T_DATA_DIR or ~/.cache/l2t first")
         p.add_argument("--student", help="student architecture (l2t list); resets student options from the config")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, e.g. --set inner.lr=0.05 (repeatable)")
@@ -36,6 +38,8 @@ def _config(args: argparse.Namespace, **extra) -> Config:
     base = load_config(args.config)
     if args.data:
         overrides["data.name"] = args.data
+    if args.download:
+        overrides["data.download"] = True
     if args.student and args.student != base.student.name:
         overrides["student.name"] = args.student
         overrides["student.options"] = {}
@@ -96,11 +100,12 @@ def _with_progress(fn, total: int, desc: str, disabled: bool):
         return fn(lambda t: bar.update(1))
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from l2t.demo import run_demo
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from l2t.experiment import run_experiment
 
     cfg = _config(args)
-    report = run_demo(cfg, Path(args.out), seeds=args.seeds or cfg.eval_seeds, progress=not args.no_progress)
+    out = args.out or (Path("runs") / (Path(args.config).stem if args.config else "experiment"))
+    report = run_experiment(cfg, Path(out), seeds=args.seeds or cfg.eval_seeds, progress=not args.no_progress)
     print(report)
     return 0
 
@@ -123,6 +128,14 @@ def cmd_check_grad(args: argparse.Namespace) -> int:
     ok = worst <= args.tol and torch.isfinite(torch.tensor(worst))
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from l2t.report import report
+
+    text = report([Path(d) for d in args.run_dirs], Path(args.out), classes=args.classes, against=args.against)
+    print(text)
+    return 0
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -156,11 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder (default runs/train-LOSS-DATA-STUDENT/seedN)")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("demo", help="teach, then compare cross entropy, smooth 0-1 and L2T-DLF over seeds")
-    _common(p)
-    p.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
-    p.add_argument("--seeds", type=int, help="evaluation seeds per loss (default: config eval_seeds, 3)")
-    p.set_defaults(func=cmd_demo)
+    for name, text, default in [
+        ("demo", "the demo: teach on digits, then compare cross entropy, smooth 0-1 and L2T-DLF over seeds", "runs/demo"),
+        ("experiment", "one experiment (a config of configs/): tune every loss, teach, compare over seeds", None),
+    ]:
+        p = sub.add_parser(name, help=text)
+        _common(p)
+        p.add_argument("--out", default=default, help=f"output folder (default {default or 'runs/<config name>'})")
+        p.add_argument("--seeds", type=int, help="evaluation seeds per loss (default: the config's eval_seeds)")
+        p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("check-grad", help="hypergradient vs central finite differences on a float64 problem")
     _common(p, data=False)
@@ -171,6 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--directions", type=int, default=6, help="random directions to check (default 6)")
     p.add_argument("--tol", type=float, default=1e-6, help="largest relative error that passes (default 1e-6)")
     p.set_defaults(func=cmd_check_grad)
+
+    p = sub.add_parser("report", help="aggregate run folders into a table (mean ± std, paper numbers) and figures")
+    p.add_argument("run_dirs", nargs="+", help="run folders (searched recursively)")
+    p.add_argument("--out", default="runs/report", help="where report.md and the figures go (default runs/report)")
+    p.add_argument("--classes", nargs="+", help="Fig. 4: the class(es) i, by name")
+    p.add_argument("--against", nargs="+", help="Fig. 4: the classes j, by name (default: those whose Φ(i, j) changes most)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("list", help="registered students, losses, teachers, methods, data sets")
     p.set_defaults(func=cmd_list)

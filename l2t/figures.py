@@ -40,14 +40,18 @@ def _save(fig, path: Path) -> None:
 
 
 def plot_dev_measure(teach_run: str | Path, out: str | Path, title: str | None = None) -> Path:
-    """Dev measure (expected accuracy) and dev error per teacher step."""
+    """Dev measure (expected accuracy) and dev error per teacher step: of the episodes' students,
+    or, for the ``phases`` protocol (whose episodes end mid-training), of the whole students of
+    its reference runs."""
     teach_run, out = Path(teach_run), Path(out)
-    records = [r for r in read_jsonl(teach_run / "metrics.jsonl") if "dev_measure" in r]
+    all_records = read_jsonl(teach_run / "metrics.jsonl")
+    prefix = "reference_" if any("reference_dev_measure" in r for r in all_records) else ""
+    records = [r for r in all_records if f"{prefix}dev_measure" in r]
     if not records:
         raise L2TError(f"{teach_run} has no teacher-step metrics to plot")
     steps = np.array([r["step"] for r in records])
-    measure = np.array([r["dev_measure"] for r in records])
-    err = 100 * np.array([r["dev_error"] for r in records])
+    measure = np.array([r[f"{prefix}dev_measure"] for r in records])
+    err = 100 * np.array([r[f"{prefix}dev_error"] for r in records])
     window = max(1, len(steps) // 10)
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.plot(steps, measure, ".", color="tab:blue", alpha=0.35, label="dev measure, per step")
@@ -99,3 +103,39 @@ def plot_coeffs(phases_file: str | Path, out: str | Path, *, title: str | None =
     fig.suptitle(title or "Teacher's loss coefficients across student training (cf. L2T-DLF Fig. 4)", fontsize=10)
     _save(fig, out)
     return out
+
+
+def plot_class_coeffs(
+    phases_file: str | Path, out: str | Path, *, classes: list[str] | None = None, against: list[str] | None = None
+) -> Path:
+    """The paper's Fig. 4: ``Φ_t(i, j)`` for a class i (by name) against classes j, at an early,
+    middle and late phase (rows). Without ``against``, the j with the largest change of
+    ``Φ_t(i, j)`` across phases are shown."""
+    tensors, meta = load_tensors(phases_file)
+    coeffs = tensors["coeffs"].double().numpy()  # (P, C, C)
+    names = list(meta.get("class_names") or [str(i) for i in range(coeffs.shape[1])])
+    index = {n: i for i, n in enumerate(names)}
+    for n in (classes or []) + (against or []):
+        if n not in index:
+            raise L2TError(f"unknown class {n!r}; classes: {', '.join(names)}")
+    rows_i = [index[n] for n in classes] if classes else [0]
+    picks = sorted({0, len(coeffs) // 2, len(coeffs) - 1})
+    starts = tensors["starts"].tolist()
+    fig, axes = plt.subplots(1, len(rows_i), figsize=(5.5 * len(rows_i), 2.8), squeeze=False)
+    for ax, i in zip(axes[0], rows_i):
+        if against:
+            cols = [index[n] for n in against]
+        else:
+            change = np.abs(coeffs[picks[-1], i] - coeffs[picks[0], i])
+            change[i] = -1
+            cols = [int(j) for j in np.argsort(-change)[:5]]
+        m = np.stack([coeffs[p, i, cols] for p in picks])  # (phases, |cols|)
+        v = float(np.abs(m).max()) or 1.0
+        im = ax.imshow(m, cmap="RdBu_r", vmin=-v, vmax=v, aspect="auto")
+        ax.set_xticks(range(len(cols)), [names[j] for j in cols], rotation=30, ha="right", fontsize=8)
+        ax.set_yticks(range(len(picks)), [f"step {starts[p]}" for p in picks], fontsize=8)
+        ax.set_title(f"Φ_t({names[i]}, j)", fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    fig.suptitle("Loss coefficients for chosen classes across student training (cf. L2T-DLF Fig. 4)", fontsize=10)
+    _save(fig, Path(out))
+    return Path(out)

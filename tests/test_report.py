@@ -1,0 +1,57 @@
+"""l2t report reads run folders only; l2t experiment writes them."""
+
+import json
+
+import pytest
+
+from l2t.cli import main
+from l2t.errors import L2TError
+from l2t.report import PAPER, collect, markdown
+
+from conftest import TINY
+
+
+def _fake_run(root, data, student, loss, seed, test_error):
+    d = root / f"{data}-{student}" / loss / f"seed{seed}"
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"data": {"name": data}, "student": {"name": student}}))
+    (d / "summary.json").write_text(json.dumps({"loss": loss, "seed": seed, "test_error": test_error,
+                                                "dev_error": 0.5 * test_error, "diverged": False}))
+
+
+def test_table_is_mean_and_std_over_seeds_next_to_the_paper(tmp_path):
+    for seed, (ce, t) in enumerate([(0.02, 0.015), (0.03, 0.025)]):
+        _fake_run(tmp_path, "mnist", "lenet", "ce", seed, ce)
+        _fake_run(tmp_path, "mnist", "lenet", "l2t-dlf", seed, t)
+    _fake_run(tmp_path, "fashion-mnist", "mlp", "ce", 0, 0.12)
+    table = collect([tmp_path])
+    assert sorted(table) == [("fashion-mnist", "mlp"), ("mnist", "lenet")]
+    text = markdown(table)
+    assert "| mnist / lenet | 2.50 ± 0.71 (n=2) | 2.00 ± 0.71 (n=2) | 0.98 / 0.94 / 0.88 / 0.77 |" in text
+    assert "| fashion-mnist / mlp | 12.00 ± 0.00 (n=1) |  | — |" in text
+    assert PAPER[("cifar100", "resnet32")]["l2t-dlf"] == 29.25
+
+
+def test_report_errors(tmp_path):
+    with pytest.raises(L2TError, match="no such run folder"):
+        collect([tmp_path / "missing"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(L2TError, match="no student runs"):
+        collect([tmp_path / "empty"])
+
+
+def test_experiment_then_report_with_figures(tmp_path, capsys):
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text(TINY.read_text().replace("eval_seeds = 2", 'eval_seeds = 2\nlosses = ["ce", "lsoftmax", "label_smoothing", "l2t-dlf"]\nlr_grid = [0.1, 0.03]\ntune_seeds = 1'))
+    assert main(["experiment", "--config", str(cfg), "--out", str(tmp_path / "exp"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    for label in ["cross entropy", "large-margin softmax", "label smoothing", "L2T-DLF (teacher)"]:
+        assert label in out
+    assert main(["report", str(tmp_path / "exp"), "--out", str(tmp_path / "rep"), "--classes", "3", "--against", "5", "8"]) == 0
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "| digits / mlp |" in text and "(n=2)" in text
+    pngs = sorted(p.name for p in (tmp_path / "rep").glob("*.png"))
+    assert any(p.startswith("fig3_") for p in pngs) and any(p.startswith("fig4_") for p in pngs)
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "exp"), "--out", str(tmp_path / "rep2"), "--classes", "otter"]) == 2
+    assert "unknown class 'otter'" in capsys.readouterr().err
