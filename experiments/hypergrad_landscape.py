@@ -5,7 +5,7 @@ the mean pairwise cosine between episodes, the share of the diagonal of Φ, and 
 outer loss J for steps of norm a along −g/|g| on the same episode, next to the first-order
 prediction −a|g|.
 
-    python experiments/hypergrad_landscape.py [--episodes 8] [--set key=value ...]
+    python experiments/hypergrad_landscape.py [--config FILE.toml] [--episodes 8] [--set key=value ...]
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ from l2t.teachers import TeachingSession, teacher_params
 
 def main() -> None:
     p = argparse.ArgumentParser()
+    p.add_argument("--config", help="base config (default: the demo)")
     p.add_argument("--episodes", type=int, default=8)
     p.add_argument("--steps", type=float, nargs="*", default=[1e-5, 1e-4, 1e-3, 1e-2])
     p.add_argument("--set", dest="overrides", action="append", default=[])
     args = p.parse_args()
-    cfg = load_config(None, args.overrides)
+    cfg = load_config(args.config, args.overrides)
     data = load_splits(cfg)
     student = build_student(cfg, data)
     teacher = build_teacher(cfg, data).to(dtype=data.x_train.dtype)
