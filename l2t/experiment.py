@@ -64,7 +64,7 @@ def run_experiment(cfg: Config, out: Path, *, seeds: int, progress: bool = True)
     fixed = [loss for loss in cfg.losses if loss != TEACHER]
     lrs, tuning = {}, {}
     for loss in fixed:
-        lrs[loss], tuning[loss] = tune_lr(cfg, data, loss, cfg.lr_grid, cfg.tune_seeds)
+        lrs[loss], tuning[loss] = tune_lr(cfg, data, loss, cfg.lr_grid, cfg.tune_seeds, progress)
 
     teacher = None
     if TEACHER in cfg.losses:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -119,18 +119,32 @@ def _dev_metrics(student, params, buffers, data, prefix: str = "") -> dict:
     return {f"{prefix}dev_measure": measure, f"{prefix}dev_error": error_rate(student, params, buffers, data.x_dev, data.y_dev)}
 
 
+#: Config fields that only the comparison around a teacher uses (``l2t experiment``: the learning-rate
+#: search of the fixed losses, the evaluation students), never the teacher's training.
+NOT_TEACHING = ("eval_seeds", "lr_grid", "tune_seeds", "losses")
+
+
+def teaching_part(cfg: Config) -> Config:
+    """``cfg`` with the fields of :data:`NOT_TEACHING` at their defaults: two configs that agree
+    here train the same teacher."""
+    default = Config()
+    return replace(cfg, **{name: getattr(default, name) for name in NOT_TEACHING})
+
+
 def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> TeachResult:
     """Train a teacher with ``cfg`` into ``run_dir``.
 
     With ``resume`` the run continues from its last checkpoint with its own saved config;
-    ``cfg`` may then be ``None``, and if given must equal the saved one.
+    ``cfg`` may then be ``None``, and if given must agree with the saved one in every field that
+    affects the teacher (:func:`teaching_part`): an experiment whose learning-rate grid or number
+    of evaluation seeds changed reuses its finished teacher.
     """
     run_dir = Path(run_dir)
     if resume:
         if not (run_dir / "config.json").is_file():
             raise L2TError(f"cannot resume: {run_dir} holds no config.json (not an l2t teach run)")
         saved = load_config(run_dir / "config.json")
-        if cfg is not None and cfg != saved:
+        if cfg is not None and teaching_part(cfg) != teaching_part(saved):
             raise L2TError(f"{run_dir} holds a teacher run with a different config; remove it or use another folder")
         cfg = saved
     elif cfg is None:

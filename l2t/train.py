@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
+from tqdm import tqdm
 
 from l2t.build import build_problem, build_student, make_episode, state_spec
 from l2t.config import Config
@@ -84,18 +85,17 @@ def train_student(
     )
 
 
-def tune_lr(cfg: Config, data: DataSplits, loss: str, grid: list[float], seeds: int) -> tuple[float, dict[float, float]]:
+def tune_lr(cfg: Config, data: DataSplits, loss: str, grid: list[float], seeds: int,
+            progress: bool = False) -> tuple[float, dict[float, float]]:
     """The learning rate in ``grid`` with the lowest mean dev error for ``loss``.
 
     Tuning students use their own seeds (apart from evaluation and teacher-training seeds) and
     are judged on the dev split only.
     """
-    from dataclasses import replace
-
     if not grid:
         return cfg.inner.lr, {}
     dev_error = {}
-    for lr in grid:
+    for lr in tqdm(grid, desc=f"tune {loss}", unit="lr", disable=not progress):
         c = replace(cfg, inner=replace(cfg.inner, lr=float(lr)))
         runs = [train_student(c, data, loss, derive_seed(s, TAG_TUNE)) for s in range(seeds)]
         dev_error[float(lr)] = sum(r.dev_error for r in runs) / len(runs)

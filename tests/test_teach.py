@@ -45,6 +45,25 @@ def test_teach_refuses_to_overwrite_a_run(tmp_path, tiny_config):
         teach(tiny_config, tmp_path / "run", progress=False)
 
 
+def test_resume_reuses_a_teacher_only_under_the_same_teaching_config(tmp_path, tiny_config):
+    """A finished teacher is reused when only the comparison around it changed (lr grid, seeds);
+    a change to anything that trains the teacher is refused."""
+    from dataclasses import replace
+
+    from l2t.errors import L2TError
+
+    teach(tiny_config, tmp_path / "run", progress=False)
+    before = _final_teacher(tmp_path / "run")
+    wider = replace(tiny_config, lr_grid=[1.0, 0.5], eval_seeds=7, tune_seeds=1, losses=["ce", "l2t-dlf"])
+    teach(wider, tmp_path / "run", resume=True, progress=False)
+    after = _final_teacher(tmp_path / "run")
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    for other in [replace(tiny_config, outer=replace(tiny_config.outer, lr=2 * tiny_config.outer.lr)),
+                  replace(tiny_config, inner=replace(tiny_config.inner, lr=0.5 * tiny_config.inner.lr))]:
+        with pytest.raises(L2TError, match="different config"):
+            teach(other, tmp_path / "run", resume=True, progress=False)
+
+
 def test_resume_after_kill_ends_at_the_same_teacher(tmp_path):
     """Kill a teach run (SIGKILL) after its first checkpoints; resuming must end bit-identical to
     an uninterrupted run with the same seed."""
