@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all test-gpu check-grad bench bench-long data clean
+.PHONY: install demo test test-all test-slow test-gpu check-grad bench bench-long data clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -26,6 +26,9 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "not gpu"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m "slow and not gpu"
 
 check-grad: $(STAMP)
 	for m in reverse unrolled checkpoint reversible; do $(VENV)/bin/l2t check-grad --method $$m || exit 1; done
