@@ -17,6 +17,7 @@ from pathlib import Path
 from l2t.build import load_splits, resolve_device, resolve_dtype
 from l2t.config import load_config
 from l2t.io import read_json, read_jsonl, write_json
+from l2t.report import mean_std
 from l2t.runs import init_run
 from l2t.teach import STATE_FILE, teach
 from l2t.teachers import load_teacher
@@ -57,8 +58,8 @@ def report(variants: dict, out: Path, seeds: int) -> str:
         metrics = [m["dev_measure"] for m in read_jsonl(out / name / "teach" / "metrics.jsonl") if "dev_measure" in m]
         if metrics:
             curve = f"{statistics.mean(metrics[:5]):.4f} → {statistics.mean(metrics[-5:]):.4f}"
-        rows.append(f"| {name} | {statistics.mean(test):.2f} ± {statistics.stdev(test):.2f} | {delta} | "
-                    f"{statistics.mean(dev):.2f} ± {statistics.stdev(dev):.2f} | {curve} |")
+        (m, sd), (dm, dsd) = mean_std(test), mean_std(dev)
+        rows.append(f"| {name} | {m:.2f} ± {sd:.2f} | {delta} | {dm:.2f} ± {dsd:.2f} | {curve} |")
     return "\n".join(rows)
 
 

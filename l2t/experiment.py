@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from l2t.errors import L2TError
 from l2t.figures import plot_coeffs, plot_dev_measure, save_phases
 from l2t.io import read_json, write_json
 from l2t.losses import LOSSES
+from l2t.report import mean_std
 from l2t.runs import init_run
 from l2t.teach import STATE_FILE, teach
 from l2t.teachers import load_teacher
@@ -37,10 +37,6 @@ LABELS = {
 }
 
 
-def _mean_std(xs: list[float]) -> tuple[float, float]:
-    return statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
-
-
 def results_table(out: Path, losses: list[str], seeds: int) -> str:
     """The markdown table, read back from the students' run folders."""
     lines = [f"| loss | lr | test error (%), mean ± std over {seeds} seeds | dev error (%) | per seed (test) |",
@@ -48,7 +44,7 @@ def results_table(out: Path, losses: list[str], seeds: int) -> str:
     for loss in losses:
         runs = [read_json(out / loss / f"seed{s}" / "summary.json") for s in range(seeds)]
         test, dev = [100 * r["test_error"] for r in runs], [100 * r["dev_error"] for r in runs]
-        (m, sd), (dm, dsd) = _mean_std(test), _mean_std(dev)
+        (m, sd), (dm, dsd) = mean_std(test), mean_std(dev)
         diverged = sum(r["diverged"] for r in runs)
         per = ", ".join(f"{e:.2f}" for e in test) + (f" ({diverged} diverged)" if diverged else "")
         lines.append(f"| {LABELS.get(loss, loss)} | {runs[0]['lr']:g} | {m:.2f} ± {sd:.2f} | {dm:.2f} ± {dsd:.2f} | {per} |")

@@ -33,6 +33,11 @@ ORDER = ["ce", "smooth01", "lsoftmax", "label_smoothing", "l2t-dlf"]
 _FAMILY = {"wrn16_4": "wrn", "wrn28_10": "wrn", "densenet_bc_100_12": "densenet_bc", "densenet_bc_190_40": "densenet_bc"}
 
 
+def mean_std(xs: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
+
+
 def collect(run_dirs: list[Path]) -> dict:
     """(data, student) -> loss -> list of (seed, test error %, dev error %)."""
     table: dict = defaultdict(lambda: defaultdict(list))
@@ -57,9 +62,8 @@ def collect(run_dirs: list[Path]) -> dict:
 
 
 def _cell(runs: list) -> str:
-    errs = [e for _, e, _ in runs]
-    sd = statistics.stdev(errs) if len(errs) > 1 else 0.0
-    return f"{statistics.mean(errs):.2f} ± {sd:.2f} (n={len(errs)})"
+    m, sd = mean_std([e for _, e, _ in runs])
+    return f"{m:.2f} ± {sd:.2f} (n={len(runs)})"
 
 
 def markdown(table: dict) -> str:
