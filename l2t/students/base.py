@@ -41,6 +41,26 @@ def he_init(module: nn.Module) -> None:
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
+def check_image(input_shape: tuple[int, ...], name: str) -> None:
+    """A convolutional student needs ``(C, H, W)`` inputs."""
+    if len(input_shape) != 3:
+        raise L2TError(f"{name} expects images (C, H, W), got input shape {input_shape}")
+
+
+class ConvClassifier(nn.Module):
+    """What the CIFAR students (ResNet, WRN, DenseNet-BC) share: He-initialised convolutions, and
+    a head that averages the last feature map over space into the final linear layer ``fc``."""
+
+    fc: nn.Linear
+
+    def reset_parameters(self) -> None:
+        he_init(self)
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` feature map -> ``(B, classes)`` logits."""
+        return self.fc(x.mean(dim=(2, 3)))
+
+
 class Student:
     """``init(seed) -> (params, buffers)``; ``apply(params, buffers, x, train) -> (outputs, buffers)``."""
 

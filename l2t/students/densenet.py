@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from l2t.errors import L2TError
-from l2t.students.base import STUDENTS, he_init
+from l2t.students.base import STUDENTS, ConvClassifier, check_image
 
 
 class Bottleneck(nn.Module):
@@ -38,7 +38,7 @@ class Transition(nn.Module):
         return F.avg_pool2d(self.conv(F.relu(self.bn(x))), 2)
 
 
-class DenseNetBC(nn.Module):
+class DenseNetBC(ConvClassifier):
     def __init__(self, depth: int, growth: int, num_classes: int, in_channels: int = 3, compression: float = 0.5) -> None:
         super().__init__()
         if (depth - 4) % 6 or depth < 10:
@@ -59,18 +59,13 @@ class DenseNetBC(nn.Module):
         self.fc = nn.Linear(c, num_classes)
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        he_init(self)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.bn(self.features(x)))
-        return self.fc(x.mean(dim=(2, 3)))
+        return self.classify(F.relu(self.bn(self.features(x))))
 
 
 @STUDENTS.register("densenet_bc")
 def densenet_bc(*, input_shape: tuple[int, ...], num_classes: int, depth: int = 100, growth: int = 12) -> nn.Module:
-    if len(input_shape) != 3:
-        raise L2TError(f"densenet_bc expects images (C, H, W), got input shape {input_shape}")
+    check_image(input_shape, "densenet_bc")
     return DenseNetBC(depth, growth, num_classes, input_shape[0])
 
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from l2t.errors import L2TError
-from l2t.students.base import STUDENTS, he_init
+from l2t.students.base import STUDENTS, ConvClassifier, check_image
 
 
 class BasicBlock(nn.Module):
@@ -31,7 +31,7 @@ class BasicBlock(nn.Module):
         return F.relu(out + shortcut)
 
 
-class ResNetCifar(nn.Module):
+class ResNetCifar(ConvClassifier):
     def __init__(self, depth: int, num_classes: int, in_channels: int = 3) -> None:
         super().__init__()
         if (depth - 2) % 6 or depth < 8:
@@ -48,31 +48,22 @@ class ResNetCifar(nn.Module):
         self.fc = nn.Linear(64, num_classes)
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        he_init(self)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.bn(self.conv(x)))
-        x = self.blocks(x)  # (B, 64, H/4, W/4)
-        return self.fc(x.mean(dim=(2, 3)))
+        return self.classify(self.blocks(x))  # blocks: (B, 64, H/4, W/4)
 
 
 def _resnet(depth: int):
     def factory(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-        _check_image(input_shape, "resnet")
+        check_image(input_shape, "resnet")
         return ResNetCifar(depth, num_classes, input_shape[0])
 
     return factory
 
 
-def _check_image(input_shape: tuple[int, ...], name: str) -> None:
-    if len(input_shape) != 3:
-        raise L2TError(f"{name} expects images (C, H, W), got input shape {input_shape}")
-
-
 @STUDENTS.register("resnet")
 def resnet(*, input_shape: tuple[int, ...], num_classes: int, depth: int = 20) -> nn.Module:
-    _check_image(input_shape, "resnet")
+    check_image(input_shape, "resnet")
     return ResNetCifar(depth, num_classes, input_shape[0])
 
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from l2t.errors import L2TError
-from l2t.students.base import STUDENTS, he_init
+from l2t.students.base import STUDENTS, ConvClassifier, check_image
 
 
 class WideBlock(nn.Module):
@@ -33,7 +33,7 @@ class WideBlock(nn.Module):
         return y + (x if self.shortcut is None else self.shortcut(o))
 
 
-class WideResNet(nn.Module):
+class WideResNet(ConvClassifier):
     def __init__(self, depth: int, widen: int, num_classes: int, in_channels: int = 3, dropout: float = 0.0) -> None:
         super().__init__()
         if (depth - 4) % 6 or depth < 10:
@@ -52,19 +52,13 @@ class WideResNet(nn.Module):
         self.fc = nn.Linear(c, num_classes)
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        he_init(self)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.conv(x))
-        x = F.relu(self.bn(x))
-        return self.fc(x.mean(dim=(2, 3)))
+        return self.classify(F.relu(self.bn(self.blocks(self.conv(x)))))
 
 
 @STUDENTS.register("wrn")
 def wrn(*, input_shape: tuple[int, ...], num_classes: int, depth: int = 16, widen: int = 4, dropout: float = 0.0) -> nn.Module:
-    if len(input_shape) != 3:
-        raise L2TError(f"wrn expects images (C, H, W), got input shape {input_shape}")
+    check_image(input_shape, "wrn")
     return WideResNet(depth, widen, num_classes, input_shape[0], dropout)
 
 
