@@ -193,6 +193,14 @@ def test_episodes_that_start_mid_run_are_exact(method):
     assert check_method(method, steps=9, every=4, start=7, directions=2).max_rel_error < 1e-6
 
 
+@pytest.mark.parametrize("method", ["checkpoint", "reversible"])
+def test_bounded_off_diagonal_loss_is_exact(method):
+    """The bilinear loss with off_diagonal_eps: every engine still matches finite differences."""
+    cp = tiny_problem(steps=10, every=4, off_diagonal_eps=0.05)
+    assert cp.problem.loss.keywords["eps"] == 0.05
+    assert check_method(method, steps=10, every=4, directions=2, off_diagonal_eps=0.05).max_rel_error < 1e-6
+
+
 @pytest.mark.parametrize("method", ["reverse", "checkpoint", "reversible"])
 def test_batchnorm_student_batch_mode_is_exact(method):
     """BatchNorm in training mode inside the unroll, batch statistics in the dev objective:

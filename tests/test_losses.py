@@ -50,6 +50,44 @@ def test_bilinear_at_small_identity_has_cross_entropy_gradient():
     torch.testing.assert_close(g_bil, g_ce, rtol=1e-3, atol=1e-3)
 
 
+def test_bilinear_family_contains_label_smoothing():
+    """Near Φ = c·((1 − ε)·I + ε/C) the scaled bilinear loss has the gradient of label smoothing."""
+    torch.manual_seed(0)
+    logits = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 5, (6,))
+    c, eps = 1e-4, 0.1
+    phi = c * ((1 - eps) * torch.eye(5, dtype=torch.float64) + eps / 5)
+    g_bil = torch.autograd.grad(bilinear(logits, y, phi, scale=4 / c).sum(), logits)[0]
+    g_ls = torch.autograd.grad(create_loss("label_smoothing", eps=eps)(logits, y, None).sum(), logits)[0]
+    torch.testing.assert_close(g_bil, g_ls, rtol=1e-3, atol=1e-3)
+
+
+def test_bilinear_eps_bounds_only_the_off_diagonal_terms():
+    logits = torch.tensor([[1.0, 2.0, 0.0]], dtype=torch.float64)
+    y = torch.tensor([1])
+    phi = torch.tensor([[1.0, 0.0, 0.0], [0.5, 2.0, -1.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    p = torch.softmax(logits, -1)[0]
+    z = 0.5 * torch.log(p[0] + 0.01) + 2.0 * torch.log(p[1]) - 1.0 * torch.log(p[2] + 0.01)
+    torch.testing.assert_close(bilinear(logits, y, phi, scale=3.0, eps=0.01), (-3.0 * torch.sigmoid(z)).reshape(1))
+    eye = 0.1 * torch.eye(3, dtype=torch.float64)  # Φ = c·I: eps changes nothing
+    torch.testing.assert_close(bilinear(logits, y, eye, eps=0.01), bilinear(logits, y, eye))
+
+
+def test_bilinear_off_diagonal_force_fades_with_eps():
+    """A negative Φ(y, j) pushes logit j down with a force that does not fade as p_j -> 0 in the
+    paper's form; with eps it fades once p_j << eps."""
+    phi = torch.tensor([[0.1, -0.01], [-0.01, 0.1]], dtype=torch.float64)
+    y = torch.tensor([0])
+
+    def force(gap, eps):
+        logits = torch.tensor([[gap, 0.0]], dtype=torch.float64, requires_grad=True)
+        return torch.autograd.grad(bilinear(logits, y, phi, eps=eps).sum(), logits)[0][0, 1].item()
+
+    assert force(30.0, 0.0) > 0.5 * force(5.0, 0.0) > 0  # still pushing at p_j ≈ 1e-13
+    assert force(30.0, 1e-3) < 1e-8 * force(5.0, 1e-3)
+    assert force(30.0, 1e-3) >= 0
+
+
 @pytest.mark.parametrize("name", ["ce", "smooth01", "bilinear", "label_smoothing"])
 def test_losses_are_per_token_for_sequences(name):
     """(B, T, C) logits and (B, T) targets give (B, T) values, equal to the flattened computation."""

@@ -1,7 +1,10 @@
+import pytest
 import torch
 
 from l2t.students import create_student
-from l2t.teachers import AttentionTeacher, StateSpec, StateTracker, TeachingSession, teacher_params
+from l2t.teachers import (
+    AttentionTeacher, StateSpec, StateTracker, TeachingSession, load_teacher, save_teacher, teacher_params,
+)
 
 
 def test_attention_teacher_shapes_and_cross_entropy_start():
@@ -50,3 +53,13 @@ def test_session_refreshes_once_per_phase():
     assert session.phase_of_step == dict(enumerate([0] * 5 + [1] * 5 + [2] * 2))  # global step -> phase
     assert all(c is session.phases[0].coeffs for c in coeffs[:5])
     assert session.phases[1].features[0] == 5 / 12
+
+
+def test_off_diagonal_eps_travels_with_the_teacher(tmp_path):
+    t = AttentionTeacher(3, 6, off_diagonal_eps=1e-3)
+    assert t.loss_kwargs() == {"scale": 40.0, "eps": 1e-3}
+    save_teacher(tmp_path / "t.safetensors", t, teacher_params(t), name="attention", state_every=5)
+    loaded = load_teacher(tmp_path / "t.safetensors")
+    assert loaded.teacher.off_diagonal_eps == 1e-3 and loaded.meta["loss_kwargs"]["eps"] == 1e-3
+    with pytest.raises(ValueError, match="off_diagonal_eps"):
+        AttentionTeacher(3, 6, off_diagonal_eps=-1.0)

@@ -58,6 +58,7 @@ def tiny_problem(
     batchnorm: bool = False,
     bn_mode: str = "batch",
     start: int = 0,
+    off_diagonal_eps: float = 0.0,
 ) -> CheckProblem:
     """A float64 problem small enough for finite differences and for the ``unrolled`` method.
 
@@ -65,7 +66,8 @@ def tiny_problem(
     """
     data = load_digits(train_size=200, dev_size=100, test_size=97).to(device, dtype)
     student = create_student("mlp", data.input_shape, data.num_classes, widths=(16,), activation="tanh", batchnorm=batchnorm)
-    teacher = AttentionTeacher(data.num_classes, 3 + data.num_classes, keys=4, base=0.1, w_init_std=0.1)
+    teacher = AttentionTeacher(data.num_classes, 3 + data.num_classes, keys=4, base=0.1, w_init_std=0.1,
+                               off_diagonal_eps=off_diagonal_eps)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         teacher.reset_parameters()

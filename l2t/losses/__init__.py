@@ -23,7 +23,7 @@ LossFn = Callable[..., torch.Tensor]
 LOSSES: Registry[LossFn] = Registry("loss")
 LOSSES.register("ce")(lambda: cross_entropy)
 LOSSES.register("smooth01")(lambda K=50.0: partial(smooth01, K=K))
-LOSSES.register("bilinear")(lambda scale=1.0: partial(bilinear, scale=scale))
+LOSSES.register("bilinear")(lambda scale=1.0, eps=0.0: partial(bilinear, scale=scale, eps=eps))
 LOSSES.register("label_smoothing")(lambda eps=0.1: partial(label_smoothing, eps=eps))
 
 

@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 
-def bilinear(logits: torch.Tensor, targets: torch.Tensor, coeffs: torch.Tensor, *, scale: float = 1.0) -> torch.Tensor:
+def bilinear(
+    logits: torch.Tensor, targets: torch.Tensor, coeffs: torch.Tensor, *, scale: float = 1.0, eps: float = 0.0
+) -> torch.Tensor:
     """``-scale · σ(Φ[y] · log p)``, per example.
 
     ``logits (..., C)``, ``targets (...)``, ``coeffs`` = ``Φ (C, C)`` set by the teacher. With
     ``Φ = I`` and no sigmoid this is cross entropy. Near ``Φ = c·I`` with small ``c``,
     ``σ(c·z) ≈ 1/2 + c·z/4``, so ``scale = 4/c`` gives the gradient of cross entropy
     (SPEC §8); a teacher initialised there starts at the standard loss.
+
+    ``eps > 0`` (not in the paper) reads the off-diagonal terms as ``Φ(y, j) · log(p_j + eps)``.
+    In the paper's form the derivative of ``Φ(y, j) log p_j`` in the logit ``j`` is
+    ``Φ(y, j)(1 - p_j)``: it never vanishes, so a negative ``Φ(y, j)`` pushes the wrong logits
+    down without end and the logits grow through the whole run (README, "What the teacher's
+    hypergradient does"). With ``eps`` that force fades once ``p_j ≪ eps``. The target term stays
+    ``Φ(y, y) log p_y``, so ``Φ = c·I`` is still cross entropy.
     """
     logp = F.log_softmax(logits, dim=-1)  # (..., C)
+    if eps > 0:
+        bounded = torch.logaddexp(logp, torch.full_like(logp, math.log(eps)))  # log(p + eps)
+        is_target = F.one_hot(targets, logp.shape[-1]).bool()
+        logp = torch.where(is_target, logp, bounded)
     z = (coeffs[targets] * logp).sum(dim=-1)  # row y of Φ times log p -> (...)
     return -scale * torch.sigmoid(z)

@@ -17,6 +17,9 @@ class AttentionTeacher(Teacher):
     teacher starts at the standard loss and can only be judged by whether it improves on it.
     ``base=0`` with ``w_init_std > 0`` gives the paper's plain form.
 
+    ``off_diagonal_eps > 0`` bounds the loss's off-diagonal terms (``log(p_j + eps)``, see
+    :func:`l2t.losses.bilinear`); 0, the default, is the paper's loss.
+
     ``V`` is drawn at random (std ``v_init_std``) so that different student states attend to
     different keys from the start; with ``W = 0`` the keys would otherwise stay interchangeable.
     """
@@ -31,12 +34,16 @@ class AttentionTeacher(Teacher):
         base: float = 0.1,
         v_init_std: float = 1.0,
         w_init_std: float = 0.0,
+        off_diagonal_eps: float = 0.0,
     ) -> None:
         super().__init__()
         if keys < 1:
             raise ValueError(f"Invalid number of keys: {keys}")
+        if not 0.0 <= off_diagonal_eps < 1.0:
+            raise ValueError(f"Invalid off_diagonal_eps: {off_diagonal_eps} (0 <= eps < 1)")
         self.num_classes, self.state_dim, self.keys = num_classes, state_dim, keys
         self.base, self.v_init_std, self.w_init_std = base, v_init_std, w_init_std
+        self.off_diagonal_eps = off_diagonal_eps
         self.W = nn.Parameter(torch.empty(num_classes, num_classes, keys))
         self.V = nn.Parameter(torch.empty(keys, state_dim))
         self.register_buffer("eye", torch.eye(num_classes), persistent=False)
@@ -53,10 +60,11 @@ class AttentionTeacher(Teacher):
         return phi, memory
 
     def loss_kwargs(self) -> dict:
-        return {"scale": 4.0 / self.base} if self.base > 0 else {}
+        kwargs = {"scale": 4.0 / self.base} if self.base > 0 else {}
+        return kwargs | ({"eps": self.off_diagonal_eps} if self.off_diagonal_eps > 0 else {})
 
     def config(self) -> dict:
         return dict(
             num_classes=self.num_classes, state_dim=self.state_dim, keys=self.keys, base=self.base,
-            v_init_std=self.v_init_std, w_init_std=self.w_init_std,
+            v_init_std=self.v_init_std, w_init_std=self.w_init_std, off_diagonal_eps=self.off_diagonal_eps,
         )
