@@ -63,7 +63,7 @@ def build_teacher(cfg: Config, data: DataSplits) -> Teacher:
         torch.manual_seed(derive_seed(cfg.seed, TAG_TEACHER_INIT))
         try:
             teacher = factory(num_classes=data.num_classes, state_dim=3 + data.num_classes, **cfg.teacher.options)
-        except TypeError as e:
+        except (TypeError, ValueError) as e:
             raise L2TError(f"bad options for teacher {cfg.teacher.name!r}: {e}") from None
     return teacher
 

@@ -83,6 +83,7 @@ def test_list(capsys):
         (["teach", "--resume", "/no/such/run"], "cannot resume"),
         (["teach", "--hypergrad", "magic", "--set", "outer.steps=1"], "unknown hypergradient method 'magic'"),
         (["train", "--loss", "ce", "--config", "/no/such.toml"], "no such config file"),
+        (["teach", "--set", "teacher.options.off_diagonal_eps=2", "--set", "outer.steps=1"], "Invalid off_diagonal_eps"),
     ],
 )
 def test_bad_input_gets_one_clear_line(tmp_path, capsys, argv, message, monkeypatch):
