@@ -23,31 +23,26 @@ import torch.nn.functional as F
 from l2t.build import build_problem, build_student, load_splits, make_episode, state_spec
 from l2t.config import load_config
 from l2t.data import derive_seed
-from l2t.data.batches import TAG_EVAL, TAG_TEACH
+from l2t.data.batches import TAG_TEACH
 from l2t.hypergrad import hypergradient
-from l2t.inner import rollout
 from l2t.losses import create_loss
 from l2t.report import mean_std
-from l2t.teachers import LoadedTeacher, TeachingSession, load_teacher
-from l2t.train import error_rate
+from l2t.teachers import LoadedTeacher, load_teacher
+from l2t.train import train_student
 
 
 def evaluate(cfg, data, loaded: LoadedTeacher, seed: int) -> dict:
-    """One evaluation student (as :func:`l2t.train.train_student`), with its final dev logits."""
-    student = build_student(cfg, data)
-    problem = build_problem(cfg, data, student, create_loss(loaded.meta["loss"], **loaded.meta["loss_kwargs"]))
-    session = TeachingSession(loaded.teacher, loaded.params, state_spec(cfg, data, loaded.state_every), student)
-    episode = make_episode(cfg, data, student, derive_seed(seed, TAG_EVAL))
-    params, _, buffers = rollout(problem, episode.params, episode.buffers, episode.batches, session)
+    """One evaluation student (:func:`l2t.train.train_student`), with its final dev logits."""
+    res = train_student(cfg, data, loaded, seed, keep_weights=True)
     with torch.no_grad():
-        logits, _ = student.apply(params, buffers, data.x_dev, train=False)
+        logits, _ = build_student(cfg, data).apply(*res.weights, data.x_dev, train=False)
         logp = F.log_softmax(logits, -1)
         wrong = ~F.one_hot(data.y_dev, logits.shape[-1]).bool()
         spread = (logits.max(-1).values - logits.min(-1).values).mean().item()
         neg_logp_wrong = (-logp[wrong]).mean().item()
     return {
-        "test error (%)": 100 * error_rate(student, params, buffers, data.x_test, data.y_test),
-        "dev error (%)": 100 * error_rate(student, params, buffers, data.x_dev, data.y_dev),
+        "test error (%)": 100 * res.test_error,
+        "dev error (%)": 100 * res.dev_error,
         "dev logit spread": spread,
         "dev -log p, wrong classes": neg_logp_wrong,
     }

@@ -30,6 +30,7 @@ class TrainResult:
     dev_error: float
     diverged: bool
     phases: list[Phase] = field(default_factory=list)  # the teacher's Φ per phase (teacher losses)
+    weights: tuple[Params, Params] | None = field(default=None, repr=False)  # (params, buffers), if kept
 
     def summary(self) -> dict:
         return {"loss": self.loss, "seed": self.seed, "test_error": self.test_error,
@@ -49,13 +50,14 @@ def train_student(
     seed: int,
     *,
     on_step: Callable[[int], None] | None = None,
+    keep_weights: bool = False,
 ) -> TrainResult:
     """Train a fresh student (init and batch order from evaluation ``seed``) for ``cfg.inner.steps``.
 
     ``loss`` is a registered fixed loss name (``ce``, ``smooth01``) or a loaded teacher. Evaluation
     seeds are derived apart from teacher-training seeds, so a teacher is never tested on the
     students it was trained with; the same seed gives every loss the same initial weights and
-    the same batches.
+    the same batches. ``keep_weights`` keeps the final ``(params, buffers)`` in the result.
     """
     student = build_student(cfg, data)
     if isinstance(loss, LoadedTeacher):
@@ -82,6 +84,7 @@ def train_student(
         dev_error=error_rate(student, params, buffers, data.x_dev, data.y_dev),
         diverged=diverged,
         phases=phases,
+        weights=(params, buffers) if keep_weights else None,
     )
 
 

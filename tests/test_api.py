@@ -45,3 +45,15 @@ def test_teacher_loss_in_a_plain_torch_loop_matches_the_library(tmp_path):
     for k, v in model.named_parameters():
         torch.testing.assert_close(v.detach(), expected[k], rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(criterion.coeffs, session.phases[-1].coeffs)
+
+
+def test_train_student_keeps_final_weights_on_request():
+    from l2t.train import error_rate, train_student
+
+    cfg = load_config(TINY)
+    data = load_splits(cfg)
+    assert train_student(cfg, data, "ce", 0).weights is None
+    res = train_student(cfg, data, "ce", 0, keep_weights=True)
+    params, buffers = res.weights
+    assert error_rate(build_student(cfg, data), params, buffers, data.x_test, data.y_test) == res.test_error
+    assert "weights" not in repr(res)
