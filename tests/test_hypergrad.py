@@ -234,3 +234,20 @@ def test_bad_method_arguments(spec, message):
 
     with pytest.raises(L2TError, match=message):
         get_method(spec)
+
+
+def test_deterministic_kernels_sets_and_restores_cudnn_flags():
+    from l2t.hypergrad import deterministic_kernels
+
+    cudnn = torch.backends.cudnn
+    saved = cudnn.deterministic, cudnn.benchmark
+    try:
+        cudnn.deterministic, cudnn.benchmark = False, True
+        with deterministic_kernels(torch.device("cpu")):
+            assert (cudnn.deterministic, cudnn.benchmark) == (False, True)  # CPU: untouched
+        with pytest.raises(RuntimeError), deterministic_kernels(torch.device("cuda")):
+            assert (cudnn.deterministic, cudnn.benchmark) == (True, False)
+            raise RuntimeError("restored even when the work fails")
+        assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
+    finally:
+        cudnn.deterministic, cudnn.benchmark = saved

@@ -19,13 +19,13 @@ from l2t.hypergrad import reversible as _reversible  # noqa: F401  (registers "r
 from l2t.hypergrad import truncated as _truncated  # noqa: F401  (registers "truncated")
 from l2t.hypergrad import unrolled as _unrolled  # noqa: F401  (registers "unrolled")
 from l2t.hypergrad.base import (
-    METHODS, BackwardWalk, Episode, HypergradResult, chain_to_teacher, get_method, hypergradient, linearize,
-    outer_grad, step_vjp,
+    METHODS, BackwardWalk, Episode, HypergradResult, chain_to_teacher, deterministic_kernels, get_method,
+    hypergradient, linearize, outer_grad, step_vjp,
 )
 
 EXACT_METHODS = ("reverse", "unrolled", "checkpoint", "reversible")
 
 __all__ = [
-    "EXACT_METHODS", "METHODS", "BackwardWalk", "Episode", "HypergradResult", "chain_to_teacher", "get_method",
-    "hypergradient", "linearize", "outer_grad", "step_vjp",
+    "EXACT_METHODS", "METHODS", "BackwardWalk", "Episode", "HypergradResult", "chain_to_teacher",
+    "deterministic_kernels", "get_method", "hypergradient", "linearize", "outer_grad", "step_vjp",
 ]
