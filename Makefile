@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all test-slow test-gpu check-grad bench bench-long data clean
+.PHONY: install demo test test-all test-slow test-gpu check-grad bench bench-long bench-gpu data clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -42,6 +42,11 @@ bench: $(STAMP)
 bench-long: $(STAMP)
 	$(PY) benchmarks/hypergrad.py --students lenet --steps 10000 --methods checkpoint reversible \
 		--no-precision-floor --json benchmarks/results/hypergrad_lenet_10k.json
+
+# The l2t methods on a CUDA GPU (a few minutes on an H100; README "On a GPU").
+bench-gpu: $(STAMP)
+	$(PY) benchmarks/hypergrad.py --device cuda --students mlp lenet --steps 200 1000 \
+		--methods reverse checkpoint reversible unrolled --json benchmarks/results/hypergrad_cuda.json
 
 # Real Fashion-MNIST (IDX files under /usr/share/datasets/fashion-mnist) from Debian.
 data:

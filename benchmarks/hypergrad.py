@@ -2,6 +2,7 @@
 
     python benchmarks/hypergrad.py                       # the full grid (about an hour on 2 cores)
     python benchmarks/hypergrad.py --students lenet --steps 10000 --methods checkpoint reversible
+    python benchmarks/hypergrad.py --device cuda --methods reverse checkpoint reversible unrolled
 
 Every configuration (student, T, method) runs in a fresh subprocess that
 
@@ -25,6 +26,10 @@ reported too: over hundreds or thousands of momentum steps float32 rounding is a
 exact float32 methods that follow slightly different trajectories (``reversible`` trains in
 fixed point) can differ by far more than 1e-7. What matters is that each is as close to the
 float64 value as ``reverse`` is (in float64 the exact methods agree to 1e-9; see the tests).
+
+With ``--device cuda`` everything lives on the GPU, each timer is read after
+``torch.cuda.synchronize()``, and extra memory is the GPU's: the peak of
+``torch.cuda.max_memory_allocated`` during the hypergradient minus what was allocated before it.
 
 ``higher`` and ``torchopt`` (``pip install -e '.[bench]'``) run the same unroll: the same data,
 batches, teacher session and loss, with their differentiable momentum SGD and one backward
@@ -82,7 +87,13 @@ def _peak_mb(probe: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def build(student_name: str, T: int, seed: int = 0, dtype: torch.dtype = torch.float32):
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def build(student_name: str, T: int, seed: int = 0, dtype: torch.dtype = torch.float32,
+          device: torch.device | str = "cpu"):
     from l2t.data import BatchSchedule
     from l2t.hypergrad import Episode
     from l2t.inner import InnerProblem
@@ -93,22 +104,23 @@ def build(student_name: str, T: int, seed: int = 0, dtype: torch.dtype = torch.f
     from l2t.teachers import AttentionTeacher, StateSpec, teacher_params
 
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(12800, 1, 28, 28, generator=g).to(dtype)
-    y = torch.randint(0, 10, (12800,), generator=g)
-    x_dev, y_dev = torch.randn(1000, 1, 28, 28, generator=g).to(dtype), torch.randint(0, 10, (1000,), generator=g)
+    x = torch.randn(12800, 1, 28, 28, generator=g).to(device, dtype)
+    y = torch.randint(0, 10, (12800,), generator=g).to(device)
+    x_dev = torch.randn(1000, 1, 28, 28, generator=g).to(device, dtype)
+    y_dev = torch.randint(0, 10, (1000,), generator=g).to(device)
     name, options = STUDENTS[student_name]
     student = create_student(name, (1, 28, 28), 10, **options)
     teacher = AttentionTeacher(10, 13, w_init_std=0.01)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         teacher.reset_parameters()
-    teacher.to(dtype)
+    teacher.to(device=device, dtype=dtype)
     problem = InnerProblem(
         student=student, loss=create_loss("bilinear", **teacher.loss_kwargs()),
         optimizer=MomentumSGD(Constant(0.05), 0.9), steps=T,
         objective=create_objective("expected_accuracy"), x_dev=x_dev, y_dev=y_dev,
     )
-    params, buffers = student.init(seed, dtype=dtype)
+    params, buffers = student.init(seed, device, dtype)
     episode = Episode(params, buffers, BatchSchedule(x, y, 128, seed))
     spec = StateSpec(10, T, 10, x_dev, y_dev)
     return problem, episode, teacher, teacher_params(teacher), spec
@@ -128,7 +140,7 @@ def _external(kind: str, problem, episode, teacher, tparams, spec):
     if kind == "higher":
         import higher
 
-        model = copy.deepcopy(problem.student.module)
+        model = copy.deepcopy(problem.student.module).to(next(iter(episode.params.values())).device)
         model.load_state_dict(episode.params)
         opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=gamma)
         names = [k for k, _ in model.named_parameters()]
@@ -159,14 +171,15 @@ def _external(kind: str, problem, episode, teacher, tparams, spec):
     return float(outer), dict(zip(leaf, grads))
 
 
-def worker(student: str, T: int, method: str, grad_out: str) -> dict:
+def worker(student: str, T: int, method: str, grad_out: str, device: str = "cpu") -> dict:
     from l2t.hypergrad import hypergradient
     from l2t.inner import rollout
     from l2t.teachers import TeachingSession
 
     dtype = torch.float64 if method.endswith("@float64") else torch.float32
     method = method.partition("@")[0]
-    problem, episode, teacher, tparams, spec = build(student, T, dtype=dtype)
+    device = torch.device(device)
+    problem, episode, teacher, tparams, spec = build(student, T, dtype=dtype, device=device)
     plain_T = min(T, 100)
 
     def plain_step(warmup: int) -> float:
@@ -174,27 +187,34 @@ def worker(student: str, T: int, method: str, grad_out: str) -> dict:
         times = []
         for stop in ([warmup] if warmup else []) + [plain_T] * 5:
             session = TeachingSession(teacher, tparams, spec, problem.student)
+            _sync(device)
             t0 = time.perf_counter()
             rollout(problem, episode.params, episode.buffers, episode.batches, session, stop=stop)
+            _sync(device)
             times.append((time.perf_counter() - t0) / stop)
         return sorted(times[-5:])[2]
 
     step_before = plain_step(min(20, T))
-    before, probe = _start_peak()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        before, probe = torch.cuda.memory_allocated(device) / 2**20, "cuda"
+    else:
+        before, probe = _start_peak()
     t0 = time.perf_counter()
     if method in EXTERNAL:
         outer, grads = _external(method, problem, episode, teacher, tparams, spec)
     else:
         res = hypergradient(problem, episode, teacher, tparams, spec, method=method)
         outer, grads = res.outer_loss, res.grads
+    _sync(device)
     seconds = time.perf_counter() - t0
-    extra = _peak_mb(probe) - before
+    extra = (torch.cuda.max_memory_allocated(device) / 2**20 if probe == "cuda" else _peak_mb(probe)) - before
     step = (step_before + plain_step(0)) / 2  # the machine's speed drifts: bracket the hypergradient
-    torch.save({k: v.detach() for k, v in grads.items()}, grad_out)
+    torch.save({k: v.detach().cpu() for k, v in grads.items()}, grad_out)
     name = method + ("@float64" if dtype == torch.float64 else "")
     return {"student": student, "T": T, "method": name, "plain_step_ms": 1e3 * step, "seconds": seconds,
             "R": seconds / (T * step), "extra_mb": extra, "memory_probe": probe, "outer_loss": outer,
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "device": str(device)}
 
 
 def main() -> None:
@@ -207,11 +227,12 @@ def main() -> None:
                    help="skip the float64 reference (checkpoint@float64) that shows float32's precision floor")
     p.add_argument("--timeout", type=int, default=3600, help="seconds per configuration")
     p.add_argument("--json", type=Path, default=Path("benchmarks/results/hypergrad.json"))
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N]")
     p.add_argument("--worker", nargs=4, metavar=("STUDENT", "T", "METHOD", "GRAD_OUT"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
         s, T, m, out = args.worker
-        print(json.dumps(worker(s, int(T), m, out)), flush=True)
+        print(json.dumps(worker(s, int(T), m, out, args.device)), flush=True)
         return
 
     rows, tmp = [], Path(tempfile.mkdtemp(prefix="l2t-bench-"))
@@ -232,7 +253,7 @@ def main() -> None:
                     print(json.dumps(row), flush=True)
                     continue
                 out = tmp / f"{student}-{T}-{method}.pt"
-                cmd = [sys.executable, __file__, "--worker", student, str(T), method, str(out)]
+                cmd = [sys.executable, __file__, "--device", args.device, "--worker", student, str(T), method, str(out)]
                 try:
                     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=os.environ)
                 except subprocess.TimeoutExpired:
@@ -254,6 +275,7 @@ def main() -> None:
     tmp_json = args.json.with_suffix(".json.tmp")
     tmp_json.write_text(json.dumps(rows, indent=1) + "\n")
     tmp_json.replace(args.json)
+    print(f"device: {args.device}")
     print(table(rows))
 
 
