@@ -235,6 +235,13 @@ def main() -> None:
         print(json.dumps(worker(s, int(T), m, out, args.device)), flush=True)
         return
 
+    from l2t.build import resolve_device
+    from l2t.errors import L2TError
+
+    try:
+        resolve_device(args.device)
+    except L2TError as e:
+        p.error(str(e))
     rows, tmp = [], Path(tempfile.mkdtemp(prefix="l2t-bench-"))
     largest: dict[tuple[str, str], tuple[int, float]] = {}
     for student in args.students:
