@@ -63,3 +63,22 @@ def test_off_diagonal_eps_travels_with_the_teacher(tmp_path):
     assert loaded.teacher.off_diagonal_eps == 1e-3 and loaded.meta["loss_kwargs"]["eps"] == 1e-3
     with pytest.raises(ValueError, match="off_diagonal_eps"):
         AttentionTeacher(3, 6, off_diagonal_eps=-1.0)
+
+
+def test_init_smoothing_starts_at_label_smoothing_for_every_state(tmp_path):
+    from l2t.losses import create_loss
+
+    t = AttentionTeacher(5, 7, base=1e-4, init_smoothing=0.1).double()
+    m = 0.9 * torch.eye(5, dtype=torch.float64) + 0.1 / 5
+    for seed in range(3):
+        phi, _ = t(torch.randn(7, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+        torch.testing.assert_close(phi, 1e-4 * m)
+    logits = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 5, (6,))
+    g_teacher = torch.autograd.grad(create_loss("bilinear", **t.loss_kwargs())(logits, y, phi).sum(), logits)[0]
+    g_ls = torch.autograd.grad(create_loss("label_smoothing", eps=0.1)(logits, y, None).sum(), logits)[0]
+    torch.testing.assert_close(g_teacher, g_ls, rtol=1e-3, atol=1e-3)
+    save_teacher(tmp_path / "t.safetensors", t, teacher_params(t), name="attention", state_every=5)
+    assert load_teacher(tmp_path / "t.safetensors").teacher.init_smoothing == 0.1
+    with pytest.raises(ValueError, match="init_smoothing"):
+        AttentionTeacher(3, 6, init_smoothing=1.0)
