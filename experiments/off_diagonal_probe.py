@@ -28,6 +28,7 @@ from l2t.hypergrad import hypergradient
 from l2t.losses import create_loss
 from l2t.report import mean_std
 from l2t.teachers import LoadedTeacher, load_teacher
+from l2t.teachers.attention import smoothing_offset
 from l2t.train import train_student
 
 
@@ -55,11 +56,10 @@ def variant(loaded: LoadedTeacher, *, zero_w: bool = False, eps: float | None = 
         params["W"] = torch.zeros_like(params["W"])
     if smoothing is not None:
         # Φ = c·I + W·softmax(V s) with every key's W equal to c·(M - I), M the label-smoothing
-        # matrix: (4/c)·σ(c·z) linearised is then -(1 - E) log p_y - (E/C) Σ_j log p_j.
-        C, c = params["W"].shape[0], loaded.teacher.base
-        eye = torch.eye(C, dtype=params["W"].dtype)
-        m = (1 - smoothing) * eye + smoothing / C
-        params["W"] = (c * (m - eye)).unsqueeze(-1).expand_as(params["W"]).clone()
+        # matrix: (4/c)·σ(c·z) linearised is then -(1 - E) log p_y - (E/C) Σ_j log p_j. The same
+        # Φ as a teacher started with init_smoothing = E.
+        W = params["W"]
+        params["W"] = smoothing_offset(W.shape[0], loaded.teacher.base, smoothing, W.dtype).unsqueeze(-1).expand_as(W).clone()
     meta = dict(loaded.meta, loss_kwargs=dict(loaded.meta["loss_kwargs"]))
     if eps is not None:
         meta["loss_kwargs"]["eps"] = eps

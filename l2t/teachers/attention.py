@@ -8,6 +8,13 @@ from torch import nn
 from l2t.teachers.base import TEACHERS, Teacher
 
 
+def smoothing_offset(num_classes: int, base: float, eps: float, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``c·(M − I) = c·ε·(1/C − I)``, ``M = (1 − ε)·I + ε/C``: the ``(C, C)`` offset that, added to
+    ``Φ = c·I``, gives ``c·M``, the bilinear loss with the gradient of label smoothing ``ε``."""
+    eye = torch.eye(num_classes, dtype=dtype)
+    return base * eps * (torch.full_like(eye, 1.0 / num_classes) - eye)
+
+
 @TEACHERS.register("attention")
 class AttentionTeacher(Teacher):
     """``W ∈ R^{C×C×N}``, ``V ∈ R^{N×|s|}``, ``N`` keys (10 in the paper).
@@ -60,9 +67,8 @@ class AttentionTeacher(Teacher):
     def reset_parameters(self) -> None:
         nn.init.normal_(self.W, std=self.w_init_std) if self.w_init_std > 0 else nn.init.zeros_(self.W)
         if self.init_smoothing > 0:
-            with torch.no_grad():  # c·(M − I) = c·ε·(1/C − I), the same for every key
-                C, eps = self.num_classes, self.init_smoothing
-                self.W += (self.base * eps * (torch.full((C, C), 1.0 / C) - torch.eye(C))).unsqueeze(-1)
+            with torch.no_grad():  # the same offset for every key
+                self.W += smoothing_offset(self.num_classes, self.base, self.init_smoothing).unsqueeze(-1)
         nn.init.normal_(self.V, std=self.v_init_std)
 
     def forward(self, features: torch.Tensor, memory: None = None) -> tuple[torch.Tensor, None]:
