@@ -6,8 +6,8 @@
 
 Every configuration (student, T, method) runs in a fresh subprocess that
 
-1. builds the problem: 28x28 inputs (synthetic, fixed seed: timing does not depend on the
-   pixels), 10 classes, batch 128, momentum SGD (lr 0.05, γ 0.9), the bilinear loss set by the
+1. builds the problem (``l2t.hypergrad.check.synthetic_problem``): 28x28 inputs (synthetic,
+   fixed seed: timing does not depend on the pixels), 10 classes, batch 128, momentum SGD (lr 0.05, γ 0.9), the bilinear loss set by the
    attention teacher (N = 10 keys, W initialised at std 0.01), state refreshed every 10 steps,
    dev objective on 1000 examples, float32, the default number of torch threads;
 2. times plain training (the same loop, the teacher in it, no hypergradient): after 20 warm-up
@@ -94,36 +94,11 @@ def _sync(device: torch.device) -> None:
 
 def build(student_name: str, T: int, seed: int = 0, dtype: torch.dtype = torch.float32,
           device: torch.device | str = "cpu"):
-    from l2t.data import BatchSchedule
-    from l2t.hypergrad import Episode
-    from l2t.inner import InnerProblem
-    from l2t.losses import create_loss
-    from l2t.objectives import create_objective
-    from l2t.optim import Constant, MomentumSGD
-    from l2t.students import create_student
-    from l2t.teachers import AttentionTeacher, StateSpec, teacher_params
+    from l2t.hypergrad.check import synthetic_problem
 
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(12800, 1, 28, 28, generator=g).to(device, dtype)
-    y = torch.randint(0, 10, (12800,), generator=g).to(device)
-    x_dev = torch.randn(1000, 1, 28, 28, generator=g).to(device, dtype)
-    y_dev = torch.randint(0, 10, (1000,), generator=g).to(device)
     name, options = STUDENTS[student_name]
-    student = create_student(name, (1, 28, 28), 10, **options)
-    teacher = AttentionTeacher(10, 13, w_init_std=0.01)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        teacher.reset_parameters()
-    teacher.to(device=device, dtype=dtype)
-    problem = InnerProblem(
-        student=student, loss=create_loss("bilinear", **teacher.loss_kwargs()),
-        optimizer=MomentumSGD(Constant(0.05), 0.9), steps=T,
-        objective=create_objective("expected_accuracy"), x_dev=x_dev, y_dev=y_dev,
-    )
-    params, buffers = student.init(seed, device, dtype)
-    episode = Episode(params, buffers, BatchSchedule(x, y, 128, seed))
-    spec = StateSpec(10, T, 10, x_dev, y_dev)
-    return problem, episode, teacher, teacher_params(teacher), spec
+    cp = synthetic_problem(name, T, student_options=options, seed=seed, dtype=dtype, device=device)
+    return cp.problem, cp.episode, cp.teacher, cp.teacher_params, cp.spec
 
 
 def _external(kind: str, problem, episode, teacher, tparams, spec):

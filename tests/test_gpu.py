@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from l2t.hypergrad import hypergradient
-from l2t.hypergrad.check import check_method, tiny_problem
+from l2t.hypergrad.check import check_method, synthetic_problem, tiny_problem
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
 
@@ -31,40 +31,11 @@ def test_cli_demo_on_cuda(tmp_path):
     assert main(["demo", "--config", str(TINY), "--out", str(tmp_path / "d"), "--device", "cuda", "--no-progress"]) == 0
 
 
-def _lenet_problem(steps: int):
-    """LeNet (cuDNN convolutions) on random 28x28 inputs, float32, the bilinear loss."""
-    from l2t.data import BatchSchedule
-    from l2t.hypergrad import Episode
-    from l2t.inner import InnerProblem
-    from l2t.losses import create_loss
-    from l2t.objectives import create_objective
-    from l2t.optim import Constant, MomentumSGD
-    from l2t.students import create_student
-    from l2t.teachers import AttentionTeacher, StateSpec, teacher_params
-
-    g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(640, 1, 28, 28, generator=g).cuda(), torch.randint(0, 10, (640,), generator=g).cuda()
-    x_dev, y_dev = torch.randn(200, 1, 28, 28, generator=g).cuda(), torch.randint(0, 10, (200,), generator=g).cuda()
-    student = create_student("lenet", (1, 28, 28), 10)
-    teacher = AttentionTeacher(10, 13, w_init_std=0.01)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        teacher.reset_parameters()
-    teacher.cuda()
-    problem = InnerProblem(
-        student=student, loss=create_loss("bilinear", **teacher.loss_kwargs()),
-        optimizer=MomentumSGD(Constant(0.05), 0.9), steps=steps,
-        objective=create_objective("expected_accuracy"), x_dev=x_dev, y_dev=y_dev,
-    )
-    params, buffers = student.init(0, "cuda")
-    episode = Episode(params, buffers, BatchSchedule(x, y, 64, 0))
-    return problem, episode, teacher, teacher_params(teacher), StateSpec(10, steps, 10, x_dev, y_dev)
-
-
 def test_cuda_conv_student_recomputing_methods_are_exact():
     """cuDNN's default convolution backward is nondeterministic: without deterministic kernels
     ``checkpoint`` differed from ``reverse`` by 4% and ``reversible`` failed (H100, LeNet)."""
-    args = _lenet_problem(steps=40)
+    cp = synthetic_problem("lenet", 40, device="cuda", train_size=640, dev_size=200, batch_size=64)
+    args = (cp.problem, cp.episode, cp.teacher, cp.teacher_params, cp.spec)
     ref = hypergradient(*args, method="reverse")
     ckpt = hypergradient(*args, method="checkpoint:7")
     rev = hypergradient(*args, method="reversible")

@@ -93,6 +93,43 @@ def tiny_problem(
     return CheckProblem(problem, episode, teacher, teacher_params(teacher), spec)
 
 
+def synthetic_problem(
+    student: str,
+    steps: int,
+    *,
+    student_options: dict | None = None,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+    train_size: int = 12800,
+    dev_size: int = 1000,
+    batch_size: int = 128,
+) -> CheckProblem:
+    """A timing-sized problem on random 28x28 inputs with 10 classes (the pixels do not change the
+    cost): momentum SGD (lr 0.05, γ 0.9), the bilinear loss set by the attention teacher (W drawn
+    at std 0.01), state refreshed every 10 steps, the relaxed dev accuracy. Used by
+    ``benchmarks/hypergrad.py`` and the GPU tests; everything is drawn on the CPU, then moved."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(train_size, 1, 28, 28, generator=g).to(device, dtype)
+    y = torch.randint(0, 10, (train_size,), generator=g).to(device)
+    x_dev = torch.randn(dev_size, 1, 28, 28, generator=g).to(device, dtype)
+    y_dev = torch.randint(0, 10, (dev_size,), generator=g).to(device)
+    net = create_student(student, (1, 28, 28), 10, **(student_options or {}))
+    teacher = AttentionTeacher(10, 13, w_init_std=0.01)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        teacher.reset_parameters()
+    teacher.to(device=device, dtype=dtype)
+    problem = InnerProblem(
+        student=net, loss=create_loss("bilinear", **teacher.loss_kwargs()),
+        optimizer=MomentumSGD(make_schedule("constant", 0.05, steps), 0.9), steps=steps,
+        objective=create_objective("expected_accuracy"), x_dev=x_dev, y_dev=y_dev,
+    )
+    params, buffers = net.init(seed, device, dtype)
+    episode = Episode(params, buffers, BatchSchedule(x, y, batch_size, seed))
+    return CheckProblem(problem, episode, teacher, teacher_params(teacher), StateSpec(10, steps, 10, x_dev, y_dev))
+
+
 def outer_loss_at(cp: CheckProblem, tparams: dict[str, torch.Tensor], features: list[torch.Tensor] | None = None) -> tuple[float, list[torch.Tensor]]:
     """The outer loss of a run under ``tparams`` and the features it read (or was given)."""
     session = TeachingSession(cp.teacher, tparams, cp.spec, cp.problem.student, frozen_features=features)
