@@ -1,0 +1,133 @@
+"""How far a *dynamic* loss of the teacher's family can go on a config, searched directly: the
+facts behind README "What the family can reach".
+
+A teacher's output is one ``Φ`` per phase. This probe replaces the teacher by hand-made schedules
+over the run, linear in ``t/T`` (the state's first feature), in the two directions of the bilinear
+family that are known to matter:
+
+    Φ_t = c · g_t · ((1 − ε_t)·I + ε_t/C),   loss scale 4/c (the attention teacher's form)
+
+``g`` scales the loss's gradient (near ``c·I``, ``g`` times cross entropy's: a learning-rate
+multiplier on top of the config's schedule, which the sigmoid bends for large ``g``); ``ε`` is
+label smoothing. ``g = 1, ε = 0`` is cross entropy; ``g = 1, ε = 0.1`` is the Fashion MLP
+teacher's starting point. Every ``(g_0, g_1, ε_0, ε_1)`` of the grid trains ``--tune-seeds``
+students on the tuning seeds of ``l2t experiment`` and is judged on dev error; the ``--top`` best,
+with cross entropy's point, are then trained on the evaluation seeds and reported on test error
+with the paired difference to cross entropy's point.
+
+    python experiments/schedule_probe.py configs/fashion/fashion_mlp.toml --gains 0.5 1 1.5 2.5 \
+        --out runs/probes/schedule_mlp
+    python experiments/schedule_probe.py configs/fashion/fashion_lenet.toml --set inner.lr=0.03 \
+        --gains 0.5 1 2 3.5 --smoothing 0 0.1 --out runs/probes/schedule_lenet
+
+Results go to ``OUT/grid.jsonl`` (one line per schedule, so an interrupted run resumes),
+``OUT/eval.json`` (each evaluated schedule's students, per seed) and ``OUT/results.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+from pathlib import Path
+
+import torch
+
+from l2t.build import load_splits
+from l2t.config import load_config
+from l2t.data import derive_seed
+from l2t.data.batches import TAG_TUNE
+from l2t.io import append_jsonl, atomic_write_text, read_jsonl, write_json
+from l2t.report import mean_std
+from l2t.teachers import LoadedTeacher, Teacher
+from l2t.train import train_student
+
+GAINS = [0.5, 1.0, 2.0]
+SMOOTHING = [0.0, 0.1, 0.3]
+
+
+class ScheduledLoss(Teacher):
+    """``Φ_t = c·g(t/T)·((1 − ε(t/T))·I + ε(t/T)/C)``, ``g`` and ``ε`` linear from start to end."""
+
+    def __init__(self, num_classes: int, gain: tuple[float, float], smoothing: tuple[float, float], base: float = 0.1):
+        super().__init__()
+        self.num_classes, self.gain, self.smoothing, self.base = num_classes, gain, smoothing, base
+
+    def forward(self, features: torch.Tensor, memory: None = None) -> tuple[torch.Tensor, None]:
+        t = features[0]  # t / T
+        g = self.gain[0] + (self.gain[1] - self.gain[0]) * t
+        e = self.smoothing[0] + (self.smoothing[1] - self.smoothing[0]) * t
+        eye = torch.eye(self.num_classes, dtype=features.dtype, device=features.device)
+        return self.base * g * ((1 - e) * eye + e / self.num_classes), memory
+
+    def loss_kwargs(self) -> dict:
+        return {"scale": 4.0 / self.base}
+
+
+def schedule(num_classes: int, every: int, g0: float, g1: float, e0: float, e1: float) -> LoadedTeacher:
+    teacher = ScheduledLoss(num_classes, (g0, g1), (e0, e1))
+    return LoadedTeacher(teacher, {}, {"loss": "bilinear", "loss_kwargs": teacher.loss_kwargs(), "state_every": every})
+
+
+def label(g0: float, g1: float, e0: float, e1: float) -> str:
+    return f"g {g0:g}→{g1:g}, ε {e0:g}→{e1:g}"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("config", help="a TOML config (data, student, inner schedule, teacher.state_every)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, as in the l2t command line (e.g. inner.lr=0.03)")
+    p.add_argument("--out", type=Path, required=True, help="folder for grid.jsonl and results.md")
+    p.add_argument("--tune-seeds", type=int, default=2)
+    p.add_argument("--seeds", type=int, default=5, help="evaluation seeds of the final comparison")
+    p.add_argument("--top", type=int, default=3, help="schedules (best on dev) evaluated on test")
+    p.add_argument("--gains", type=float, nargs="+", default=GAINS)
+    p.add_argument("--smoothing", type=float, nargs="+", default=SMOOTHING)
+    args = p.parse_args()
+    cfg = load_config(args.config, args.overrides)
+    data = load_splits(cfg)
+    every = cfg.teacher.state_every
+    args.out.mkdir(parents=True, exist_ok=True)
+    grid_file = args.out / "grid.jsonl"
+    done = {tuple(r["schedule"]): r for r in read_jsonl(grid_file)} if grid_file.exists() else {}
+
+    grid = list(itertools.product(args.gains, args.gains, args.smoothing, args.smoothing))
+    for point in grid:
+        if point in done:
+            continue
+        loaded = schedule(data.num_classes, every, *point)
+        runs = [train_student(cfg, data, loaded, derive_seed(s, TAG_TUNE)) for s in range(args.tune_seeds)]
+        record = {"schedule": list(point), "dev_error": statistics.mean(r.dev_error for r in runs)}
+        append_jsonl(grid_file, record)
+        done[point] = record
+        print(f"{label(*point)}: dev error {100 * record['dev_error']:.2f}", flush=True)
+
+    ce = (1.0, 1.0, 0.0, 0.0)
+    ranked = sorted(grid, key=lambda pt: done[pt]["dev_error"])
+    chosen = list(dict.fromkeys([*ranked[: args.top], ce]))
+    test = {}
+    for point in chosen:
+        loaded = schedule(data.num_classes, every, *point)
+        test[point] = [train_student(cfg, data, loaded, s) for s in range(args.seeds)]
+    rows = [f"Config {args.config} {' '.join(args.overrides)}: {len(grid)} schedules × {args.tune_seeds} tuning seeds (dev error), "
+            f"the best {args.top} and cross entropy's point on {args.seeds} evaluation seeds.", "",
+            "| schedule | rank on dev | tuning dev error (%) | test error (%) | paired Δ vs CE point (± s.e.) | dev error (%) |",
+            "|---|---|---|---|---|---|"]
+    for point in chosen:
+        errs = [100 * r.test_error for r in test[point]]
+        devs = [100 * r.dev_error for r in test[point]]
+        d = [a - 100 * b.test_error for a, b in zip(errs, test[ce])]
+        delta = "" if point == ce else f"{statistics.mean(d):+.2f} ± {statistics.stdev(d) / len(d) ** 0.5:.2f}"
+        m, sd = mean_std(errs)
+        dm, dsd = mean_std(devs)
+        rows.append(f"| {label(*point)} | {ranked.index(point) + 1} | {100 * done[point]['dev_error']:.2f} | "
+                    f"{m:.2f} ± {sd:.2f} | {delta} | {dm:.2f} ± {dsd:.2f} |")
+    text = "\n".join(rows) + "\n"
+    write_json(args.out / "eval.json", [{"schedule": list(pt), "seeds": [r.summary() for r in test[pt]]} for pt in chosen])
+    atomic_write_text(args.out / "results.md", text)
+    print("\n" + text)
+
+
+if __name__ == "__main__":
+    main()
