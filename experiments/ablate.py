@@ -17,7 +17,7 @@ from pathlib import Path
 from l2t.build import load_splits, resolve_device, resolve_dtype
 from l2t.config import load_config
 from l2t.io import read_json, read_jsonl, write_json
-from l2t.report import mean_std
+from l2t.report import mean_std, paired_delta
 from l2t.runs import init_run
 from l2t.teach import STATE_FILE, teach
 from l2t.teachers import load_teacher
@@ -52,8 +52,7 @@ def report(variants: dict, out: Path, seeds: int) -> str:
         test, dev = errors(name, "test_error"), errors(name, "dev_error")
         delta = ""
         if base and name != base and (out / base / f"seed{seeds - 1}").exists():
-            d = [a - b for a, b in zip(test, errors(base, "test_error"))]
-            delta = f"{statistics.mean(d):+.2f} ± {statistics.stdev(d) / len(d) ** 0.5:.2f}"
+            delta = paired_delta(test, errors(base, "test_error"))
         curve = ""
         metrics = [m["dev_measure"] for m in read_jsonl(out / name / "teach" / "metrics.jsonl") if "dev_measure" in m]
         if metrics:

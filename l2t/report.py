@@ -38,6 +38,12 @@ def mean_std(xs: list[float]) -> tuple[float, float]:
     return statistics.mean(xs), statistics.stdev(xs) if len(xs) > 1 else 0.0
 
 
+def paired_delta(xs: list[float], ys: list[float]) -> str:
+    """``mean(x - y) ± its standard error`` over paired runs (the same seeds), as ``+0.12 ± 0.03``."""
+    d = [x - y for x, y in zip(xs, ys, strict=True)]
+    return f"{statistics.mean(d):+.2f} ± {statistics.stdev(d) / len(d) ** 0.5:.2f}"
+
+
 def collect(run_dirs: list[Path]) -> dict:
     """(data, student) -> loss -> list of (seed, test error %, dev error %)."""
     table: dict = defaultdict(lambda: defaultdict(list))

@@ -6,7 +6,7 @@ import pytest
 
 from l2t.cli import main
 from l2t.errors import L2TError
-from l2t.report import PAPER, collect, markdown
+from l2t.report import PAPER, collect, markdown, paired_delta
 
 from conftest import TINY
 
@@ -55,3 +55,9 @@ def test_experiment_then_report_with_figures(tmp_path, capsys):
     capsys.readouterr()
     assert main(["report", str(tmp_path / "exp"), "--out", str(tmp_path / "rep2"), "--classes", "otter"]) == 2
     assert "unknown class 'otter'" in capsys.readouterr().err
+
+
+def test_paired_delta_is_mean_difference_and_its_standard_error():
+    assert paired_delta([12.0, 13.0, 11.0], [12.5, 12.5, 12.0]) == "-0.33 ± 0.44"
+    with pytest.raises(ValueError):
+        paired_delta([1.0, 2.0], [1.0])
