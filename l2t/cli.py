@@ -118,9 +118,10 @@ def cmd_check_grad(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device or "cpu")
     res = check_method(args.method, steps=args.steps, every=args.every, directions=args.directions,
-                       seed=args.seed or 0, momentum=args.momentum, device=device)
+                       seed=args.seed or 0, momentum=args.momentum, device=device, teacher=args.teacher)
     worst = res.max_rel_error
-    print(f"method {args.method}: float64, {args.steps} momentum-SGD steps, state refreshed every {args.every}")
+    print(f"method {args.method}, {args.teacher} teacher: float64, {args.steps} momentum-SGD steps, "
+          f"state refreshed every {args.every}")
     for i, e in enumerate(res.rel_errors):
         print(f"  direction {i}: relative error {e:.3e}")
     print(f"max relative error vs central finite differences: {worst:.3e} (tolerance {args.tol:.0e}); "
@@ -185,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=12, help="student steps (default 12)")
     p.add_argument("--every", type=int, default=4, help="state refresh interval (default 4)")
     p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--teacher", choices=["attention", "schedule"], default="attention", help="teacher whose weights are checked")
     p.add_argument("--directions", type=int, default=6, help="random directions to check (default 6)")
     p.add_argument("--tol", type=float, default=1e-6, help="largest relative error that passes (default 1e-6)")
     p.set_defaults(func=cmd_check_grad)

@@ -40,6 +40,7 @@ from l2t.train import error_rate
 log = logging.getLogger(__name__)
 
 STATE_FILE = "checkpoints/state.safetensors"
+LOGGED_WEIGHTS = 32  # a teacher this small has its weights after each step in metrics.jsonl
 
 
 @dataclass
@@ -217,6 +218,8 @@ def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, prog
                 "outer_loss": outer / ok, "dev_measure": measure / ok, "dev_error": dev_err / ok,
                 "grad_norm": finite_or_none(norm),
             }
+            if sum(v.numel() for v in params.values()) <= LOGGED_WEIGHTS:  # e.g. the schedule teacher
+                record["teacher"] = {k: v.tolist() for k, v in params.items()}
             bar.set_postfix(dev_measure=f"{measure / ok:.4f}", dev_err=f"{dev_err / ok:.4f}")
         record["seconds"] = time.perf_counter() - t0
         append_jsonl(run_dir / "metrics.jsonl", record)

@@ -60,6 +60,8 @@ def test_check_grad_passes_and_fails(capsys):
     assert code == 0 and "PASS" in out
     code, out, _ = run(capsys, "check-grad", "--steps", "6", "--directions", "2", "--tol", "1e-30")
     assert code == 1 and "FAIL" in out
+    code, out, _ = run(capsys, "check-grad", "--steps", "6", "--every", "2", "--directions", "2", "--teacher", "schedule")
+    assert code == 0 and "PASS" in out and "schedule teacher" in out
 
 
 def test_list(capsys):
@@ -67,6 +69,7 @@ def test_list(capsys):
     assert code == 0 and "hypergradient methods: checkpoint, reverse, reversible, truncated, unrolled" in out
     assert "students: densenet_bc, densenet_bc_100_12, densenet_bc_190_40, lenet, mlp, resnet, resnet20" in out
     assert "losses: bilinear, ce, label_smoothing, lsoftmax, smooth01" in out and "data sets: cifar10, cifar100, digits" in out
+    assert "teachers: attention, schedule" in out
 
 
 @pytest.mark.parametrize(

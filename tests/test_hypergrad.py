@@ -52,6 +52,16 @@ def test_matches_central_finite_differences(method):
     assert res.jumps == 0
 
 
+@pytest.mark.parametrize("method", ["reverse", "checkpoint", "reversible"])
+@pytest.mark.parametrize("objective", ["expected_accuracy", "ce"])
+def test_schedule_teacher_matches_central_finite_differences(method, objective):
+    """The same check for the schedule teacher: a knot's gradient sums the phases it touches."""
+    res = check_method(method, steps=12, every=4, directions=4, teacher="schedule", objective=objective)
+    assert res.max_rel_error < 1e-6, res.rel_errors
+    assert res.jumps == 0
+    assert set(res.grads) == {"gain", "smoothing"} and all(g.abs().min() > 0 for g in res.grads.values())
+
+
 def test_finite_differences_catch_a_walk_that_forgets_momentum(monkeypatch):
     """The check is not vacuous: a backward walk that drops the velocity adjoint is caught."""
     from l2t.hypergrad.base import BackwardWalk

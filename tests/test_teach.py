@@ -37,6 +37,19 @@ def test_teach_writes_a_complete_run_folder(tmp_path, tiny_config):
     assert _final_teacher(tmp_path / "run")["W"].abs().sum() > 0
 
 
+def test_teach_trains_the_schedule_teacher_and_logs_its_weights(tmp_path):
+    from l2t.teachers import ScheduleTeacher, load_teacher
+
+    cfg = load_config(TINY, {"teacher.name": "schedule", "outer.optimizer": "adam", "outer.lr": 0.01})
+    teach(cfg, tmp_path / "run", progress=False)
+    metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
+    # a teacher this small has its weights after every step in the log; Adam moves each by ~lr
+    assert metrics[0]["teacher"]["gain"] != [1.0, 1.0] and metrics[0]["teacher"]["smoothing"] != [0.0, 0.0]
+    loaded = load_teacher(tmp_path / "run")
+    assert isinstance(loaded.teacher, ScheduleTeacher)
+    assert loaded.params["gain"].tolist() == pytest.approx(metrics[-1]["teacher"]["gain"])
+
+
 def test_teach_refuses_to_overwrite_a_run(tmp_path, tiny_config):
     from l2t.errors import L2TError
 

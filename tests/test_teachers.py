@@ -3,7 +3,7 @@ import torch
 
 from l2t.students import create_student
 from l2t.teachers import (
-    AttentionTeacher, StateSpec, StateTracker, TeachingSession, load_teacher, save_teacher, teacher_params,
+    AttentionTeacher, ScheduleTeacher, StateSpec, StateTracker, TeachingSession, load_teacher, save_teacher, teacher_params,
 )
 
 
@@ -82,3 +82,48 @@ def test_init_smoothing_starts_at_label_smoothing_for_every_state(tmp_path):
     assert load_teacher(tmp_path / "t.safetensors").teacher.init_smoothing == 0.1
     with pytest.raises(ValueError, match="init_smoothing"):
         AttentionTeacher(3, 6, init_smoothing=1.0)
+
+
+def test_schedule_teacher_is_piecewise_linear_in_t():
+    t = ScheduleTeacher(4, 7, knots=3, base=0.1, init_gain=[1.0, 2.0, 4.0], init_smoothing=[0.0, 0.2, 0.1]).double()
+    eye = torch.eye(4, dtype=torch.float64)
+    for time, g, e in [(0.0, 1.0, 0.0), (0.25, 1.5, 0.1), (0.5, 2.0, 0.2), (0.75, 3.0, 0.15), (1.0, 4.0, 0.1)]:
+        s = torch.rand(7, dtype=torch.float64)
+        s[0] = time
+        phi, memory = t(s)
+        torch.testing.assert_close(phi, 0.1 * g * ((1 - e) * eye + e / 4))
+        assert memory is None
+    # the other features are not read
+    s = torch.rand(7, dtype=torch.float64)
+    torch.testing.assert_close(t(s)[0], t(torch.cat([s[:1], torch.zeros(6, dtype=torch.float64)]))[0])
+
+
+def test_schedule_teacher_starts_at_cross_entropy_and_round_trips(tmp_path):
+    from l2t.losses import create_loss
+
+    t = ScheduleTeacher(5, 8, knots=1, base=1e-4).double()
+    phi, _ = t(torch.rand(8, dtype=torch.float64))
+    torch.testing.assert_close(phi, 1e-4 * torch.eye(5, dtype=torch.float64))
+    logits = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 5, (6,))
+    g_teacher = torch.autograd.grad(create_loss("bilinear", **t.loss_kwargs())(logits, y, phi).sum(), logits)[0]
+    g_ce = torch.autograd.grad(create_loss("ce")(logits, y, None).sum(), logits)[0]
+    torch.testing.assert_close(g_teacher, g_ce, rtol=1e-3, atol=1e-3)
+
+    t = ScheduleTeacher(5, 8, knots=2, init_gain=[2.0, 3.5], init_smoothing=0.1)
+    params = teacher_params(t)
+    params["gain"] = torch.tensor([1.5, 2.5])  # a trained teacher travels with its own weights
+    save_teacher(tmp_path / "t.safetensors", t, params, name="schedule", state_every=5)
+    loaded = load_teacher(tmp_path / "t.safetensors")
+    assert isinstance(loaded.teacher, ScheduleTeacher) and loaded.teacher.init_gain == [2.0, 3.5]
+    torch.testing.assert_close(loaded.params["gain"], torch.tensor([1.5, 2.5]))
+    torch.testing.assert_close(loaded.params["smoothing"], torch.tensor([0.1, 0.1]))
+
+
+def test_schedule_teacher_rejects_bad_options():
+    with pytest.raises(ValueError, match="init_gain has 3 values for 2 knots"):
+        ScheduleTeacher(3, 6, knots=2, init_gain=[1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="knots"):
+        ScheduleTeacher(3, 6, knots=0)
+    with pytest.raises(ValueError, match="base"):
+        ScheduleTeacher(3, 6, base=0.0)

@@ -31,7 +31,7 @@ from l2t.losses import create_loss
 from l2t.objectives import create_objective
 from l2t.optim import MomentumSGD, make_schedule
 from l2t.students import create_student
-from l2t.teachers import AttentionTeacher, StateSpec, TeachingSession, teacher_params
+from l2t.teachers import AttentionTeacher, ScheduleTeacher, StateSpec, TeachingSession, teacher_params
 
 
 @dataclass
@@ -59,18 +59,27 @@ def tiny_problem(
     bn_mode: str = "batch",
     start: int = 0,
     off_diagonal_eps: float = 0.0,
+    teacher: str = "attention",
 ) -> CheckProblem:
     """A float64 problem small enough for finite differences and for the ``unrolled`` method.
 
     The MLP uses tanh: ReLU kinks crossed by a perturbed run would spoil the differences.
+    ``teacher="schedule"`` swaps the attention teacher for a three-knot schedule teacher at a
+    random point near cross entropy's (gain ~1 ± 0.3, smoothing ~0.1 ± 0.05).
     """
     data = load_digits(train_size=200, dev_size=100, test_size=97).to(device, dtype)
     student = create_student("mlp", data.input_shape, data.num_classes, widths=(16,), activation="tanh", batchnorm=batchnorm)
-    teacher = AttentionTeacher(data.num_classes, 3 + data.num_classes, keys=4, base=0.1, w_init_std=0.1,
-                               off_diagonal_eps=off_diagonal_eps)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        teacher.reset_parameters()
+        if teacher == "attention":
+            teacher = AttentionTeacher(data.num_classes, 3 + data.num_classes, keys=4, base=0.1, w_init_std=0.1,
+                                       off_diagonal_eps=off_diagonal_eps)
+        elif teacher == "schedule":
+            teacher = ScheduleTeacher(data.num_classes, 3 + data.num_classes, knots=3, base=0.1,
+                                      init_gain=(1 + 0.3 * torch.randn(3)).tolist(),
+                                      init_smoothing=(0.1 + 0.05 * torch.randn(3)).tolist())
+        else:
+            raise ValueError(f"Unknown check teacher: {teacher!r} (attention | schedule)")
     teacher.to(device=device, dtype=dtype)
     problem = InnerProblem(
         student=student,

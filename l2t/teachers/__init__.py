@@ -3,11 +3,12 @@ the session that runs a teacher inside a student's training."""
 
 from l2t.teachers.attention import AttentionTeacher
 from l2t.teachers.base import TEACHERS, Teacher, call_teacher, teacher_params
+from l2t.teachers.schedule import ScheduleTeacher
 from l2t.teachers.session import Phase, TeachingSession, replay
 from l2t.teachers.state import StateSpec, StateTracker, predict
 
 __all__ = [
-    "AttentionTeacher", "Phase", "StateSpec", "StateTracker", "TEACHERS", "Teacher",
+    "AttentionTeacher", "Phase", "ScheduleTeacher", "StateSpec", "StateTracker", "TEACHERS", "Teacher",
     "TeachingSession", "call_teacher", "predict", "replay", "teacher_params",
 ]
 

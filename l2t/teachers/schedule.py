@@ -1,0 +1,90 @@
+"""A low-dimensional teacher: a gradient scale and a label smoothing, scheduled along ``t/T``.
+
+    Φ_t = c · g(t/T) · ((1 − ε(t/T))·I + ε(t/T)/C),   loss scale 4/c (the attention teacher's form)
+
+``g`` and ``ε`` are piecewise linear between ``knots`` evenly spaced values over the run (one
+knot: constant). They are the two directions of the bilinear family found to matter on
+Fashion-MNIST (README, "What a dynamic loss of this family can reach"): near ``c·I``, ``g``
+multiplies cross entropy's gradient (a learning-rate multiplier that the sigmoid bends for large
+``g``), and ``ε`` is label smoothing. ``g = 1, ε = 0`` is cross entropy.
+
+The teacher reads only the first state feature, ``t/T``. It has ``2·knots`` weights against the
+attention teacher's ``C²·N + N·|s|``, so its hypergradient is averaged over far fewer directions
+and a teacher trained through whole runs (``outer.protocol = "full"``) sees the long-horizon
+effect of a schedule that the phases protocol's short episodes are biased against (SPEC §8).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from l2t.teachers.base import TEACHERS, Teacher
+
+
+def interpolate(knots: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """The piecewise-linear function through ``knots`` evenly spaced over [0, 1], at ``t``.
+
+    ``t`` is data (a state feature), never differentiated: the segment is picked in Python, and the
+    result is differentiable in ``knots``. With two knots it is ``k0 + (k1 − k0)·t``."""
+    n = knots.numel()
+    if n == 1:
+        return knots[0]
+    pos = t * (n - 1)
+    i = min(max(int(pos), 0), n - 2)
+    return knots[i] + (knots[i + 1] - knots[i]) * (pos - i)
+
+
+@TEACHERS.register("schedule")
+class ScheduleTeacher(Teacher):
+    """``gain (knots,)`` and ``smoothing (knots,)``, started at ``init_gain`` and ``init_smoothing``
+    (scalars, or one value per knot)."""
+
+    loss_name = "bilinear"
+
+    def __init__(
+        self,
+        num_classes: int,
+        state_dim: int,
+        knots: int = 2,
+        base: float = 0.1,
+        init_gain: float | list[float] = 1.0,
+        init_smoothing: float | list[float] = 0.0,
+    ) -> None:
+        super().__init__()
+        if knots < 1:
+            raise ValueError(f"Invalid number of knots: {knots}")
+        if base <= 0:
+            raise ValueError(f"Invalid base: {base} (> 0)")
+        self.num_classes, self.state_dim, self.knots, self.base = num_classes, state_dim, knots, base
+        self.init_gain, self.init_smoothing = init_gain, init_smoothing
+        self.gain = nn.Parameter(self._knots(init_gain, "init_gain"))
+        self.smoothing = nn.Parameter(self._knots(init_smoothing, "init_smoothing"))
+        self.register_buffer("eye", torch.eye(num_classes), persistent=False)
+
+    def _knots(self, value: float | list[float], name: str) -> torch.Tensor:
+        values = [float(value)] * self.knots if isinstance(value, (int, float)) else [float(v) for v in value]
+        if len(values) != self.knots:
+            raise ValueError(f"{name} has {len(values)} values for {self.knots} knots")
+        return torch.tensor(values)
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.gain.copy_(self._knots(self.init_gain, "init_gain"))
+            self.smoothing.copy_(self._knots(self.init_smoothing, "init_smoothing"))
+
+    def forward(self, features: torch.Tensor, memory: None = None) -> tuple[torch.Tensor, None]:
+        """``features (|s|,)`` -> ``Φ (C, C)``; only ``features[0] = t/T`` is read."""
+        t = features[0].item()
+        g, e = interpolate(self.gain, t), interpolate(self.smoothing, t)
+        eye = self.eye.to(self.gain.dtype)
+        return self.base * g * ((1 - e) * eye + e / self.num_classes), memory
+
+    def loss_kwargs(self) -> dict:
+        return {"scale": 4.0 / self.base}
+
+    def config(self) -> dict:
+        return dict(
+            num_classes=self.num_classes, state_dim=self.state_dim, knots=self.knots, base=self.base,
+            init_gain=self.init_gain, init_smoothing=self.init_smoothing,
+        )
