@@ -3,6 +3,7 @@ and print one table: test error and dev error (mean ± std), paired difference t
 
     python experiments/ablate.py VARIANTS.toml [--config BASE.toml] [--only NAME ...] [--report]
 
+A top-level ``overrides`` table applies to every variant (a variant's own overrides win).
 Each variant writes ``OUT/<name>/teach`` (a teach run) and ``OUT/<name>/seed<k>/summary.json``;
 the table is read back from those run folders, so ``--report`` re-prints it without training.
 """
@@ -24,8 +25,8 @@ from l2t.teachers import load_teacher
 from l2t.train import train_student
 
 
-def run_variant(name: str, spec: dict, base: Path | None, out: Path, seeds: int) -> None:
-    cfg = load_config(base, spec.get("overrides", {}))
+def run_variant(name: str, spec: dict, base: Path | None, out: Path, seeds: int, common: dict) -> None:
+    cfg = load_config(base, common | spec.get("overrides", {}))
     data = load_splits(cfg)
     if "baseline" in spec:
         loss = spec["baseline"]
@@ -77,7 +78,7 @@ def main() -> None:
         for name, v in variants.items():
             if not args.only or name in args.only:
                 print(f"running {name} ...", flush=True)
-                run_variant(name, v, args.config, out, seeds)
+                run_variant(name, v, args.config, out, seeds, spec.get("overrides", {}))
     print(report(variants, out, seeds))
 
 
