@@ -71,16 +71,8 @@ def tiny_problem(
     student = create_student("mlp", data.input_shape, data.num_classes, widths=(16,), activation="tanh", batchnorm=batchnorm)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if teacher == "attention":
-            teacher = AttentionTeacher(data.num_classes, 3 + data.num_classes, keys=4, base=0.1, w_init_std=0.1,
-                                       off_diagonal_eps=off_diagonal_eps)
-        elif teacher == "schedule":
-            teacher = ScheduleTeacher(data.num_classes, 3 + data.num_classes, knots=3, base=0.1,
-                                      init_gain=(1 + 0.3 * torch.randn(3)).tolist(),
-                                      init_smoothing=(0.1 + 0.05 * torch.randn(3)).tolist())
-        else:
-            raise ValueError(f"Unknown check teacher: {teacher!r} (attention | schedule)")
-    teacher.to(device=device, dtype=dtype)
+        net = _check_teacher(teacher, data.num_classes, off_diagonal_eps)
+    teacher = net.to(device=device, dtype=dtype)
     problem = InnerProblem(
         student=student,
         loss=create_loss("bilinear", **teacher.loss_kwargs()),
@@ -100,6 +92,18 @@ def tiny_problem(
     episode = Episode(params, buffers, batches, start=start, velocity=velocity)
     spec = StateSpec(data.num_classes, start + steps, every, data.x_dev, data.y_dev)
     return CheckProblem(problem, episode, teacher, teacher_params(teacher), spec)
+
+
+def _check_teacher(name: str, num_classes: int, off_diagonal_eps: float) -> torch.nn.Module:
+    """The check problem's teacher, its weights drawn from the current random state."""
+    if name == "attention":
+        return AttentionTeacher(num_classes, 3 + num_classes, keys=4, base=0.1, w_init_std=0.1,
+                                off_diagonal_eps=off_diagonal_eps)
+    if name == "schedule":
+        return ScheduleTeacher(num_classes, 3 + num_classes, knots=3, base=0.1,
+                               init_gain=(1 + 0.3 * torch.randn(3)).tolist(),
+                               init_smoothing=(0.1 + 0.05 * torch.randn(3)).tolist())
+    raise ValueError(f"Unknown check teacher: {name!r} (attention | schedule)")
 
 
 def synthetic_problem(
