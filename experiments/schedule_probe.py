@@ -1,9 +1,10 @@
 """How far a *dynamic* loss of the teacher's family can go on a config, searched directly: the
 facts behind README "What the family can reach".
 
-A teacher's output is one ``Φ`` per phase. This probe replaces the teacher by hand-made schedules
-over the run, linear in ``t/T`` (the state's first feature), in the two directions of the bilinear
-family that are known to matter:
+A teacher's output is one ``Φ`` per phase. This probe replaces the trained teacher by hand-made
+schedules over the run, linear in ``t/T`` (the state's first feature): the schedule teacher
+(:class:`l2t.teachers.ScheduleTeacher`, two knots) with its weights fixed at the points of a grid,
+in the two directions of the bilinear family that are known to matter:
 
     Φ_t = c · g_t · ((1 − ε_t)·I + ε_t/C),   loss scale 4/c (the attention teacher's form)
 
@@ -33,15 +34,13 @@ import itertools
 import statistics
 from pathlib import Path
 
-import torch
-
 from l2t.build import load_splits
 from l2t.config import load_config
 from l2t.data import derive_seed
 from l2t.data.batches import TAG_TUNE
 from l2t.io import append_jsonl, atomic_write_text, read_json, read_jsonl, write_json
 from l2t.report import ORDER, mean_std, paired_delta
-from l2t.teachers import LoadedTeacher, Teacher
+from l2t.teachers import LoadedTeacher, ScheduleTeacher, teacher_params
 from l2t.train import train_student
 
 GAINS = [0.5, 1.0, 2.0]
@@ -49,27 +48,11 @@ SMOOTHING = [0.0, 0.1, 0.3]
 CE = (1.0, 1.0, 0.0, 0.0)  # (g_0, g_1, ε_0, ε_1): cross entropy's point
 
 
-class ScheduledLoss(Teacher):
-    """``Φ_t = c·g(t/T)·((1 − ε(t/T))·I + ε(t/T)/C)``, ``g`` and ``ε`` linear from start to end."""
-
-    def __init__(self, num_classes: int, gain: tuple[float, float], smoothing: tuple[float, float], base: float = 0.1):
-        super().__init__()
-        self.num_classes, self.gain, self.smoothing, self.base = num_classes, gain, smoothing, base
-
-    def forward(self, features: torch.Tensor, memory: None = None) -> tuple[torch.Tensor, None]:
-        t = features[0]  # t / T
-        g = self.gain[0] + (self.gain[1] - self.gain[0]) * t
-        e = self.smoothing[0] + (self.smoothing[1] - self.smoothing[0]) * t
-        eye = torch.eye(self.num_classes, dtype=features.dtype, device=features.device)
-        return self.base * g * ((1 - e) * eye + e / self.num_classes), memory
-
-    def loss_kwargs(self) -> dict:
-        return {"scale": 4.0 / self.base}
-
-
 def schedule(num_classes: int, every: int, g0: float, g1: float, e0: float, e1: float) -> LoadedTeacher:
-    teacher = ScheduledLoss(num_classes, (g0, g1), (e0, e1))
-    return LoadedTeacher(teacher, {}, {"loss": "bilinear", "loss_kwargs": teacher.loss_kwargs(), "state_every": every})
+    """The schedule teacher (:class:`l2t.teachers.ScheduleTeacher`, two knots) fixed at a point."""
+    teacher = ScheduleTeacher(num_classes, 3 + num_classes, knots=2, init_gain=[g0, g1], init_smoothing=[e0, e1])
+    meta = {"loss": "bilinear", "loss_kwargs": teacher.loss_kwargs(), "state_every": every}
+    return LoadedTeacher(teacher, teacher_params(teacher), meta)
 
 
 def label(g0: float, g1: float, e0: float, e1: float) -> str:
