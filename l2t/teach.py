@@ -214,6 +214,7 @@ def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, prog
             norm = _global_norm(grads)
             grads = _clip(grads, cfg.outer.clip)
             params, opt_state = optimizer.update(grads, opt_state, params)
+            params = teacher.project(params)
             record |= {
                 "outer_loss": outer / ok, "dev_measure": measure / ok, "dev_error": dev_err / ok,
                 "grad_norm": finite_or_none(norm),

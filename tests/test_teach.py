@@ -45,6 +45,10 @@ def test_teach_trains_the_schedule_teacher_and_logs_its_weights(tmp_path):
     metrics = read_jsonl(tmp_path / "run" / "metrics.jsonl")
     # a teacher this small has its weights after every step in the log; Adam moves each by ~lr
     assert metrics[0]["teacher"]["gain"] != [1.0, 1.0] and metrics[0]["teacher"]["smoothing"] != [0.0, 0.0]
+    # Adam's steps would take ε_0 below zero here (0.0029 minus ~0.01 at step 2); teach projects
+    # it back onto ε ≥ 0, and it leaves the boundary again when its hypergradient says so
+    eps0 = [m["teacher"]["smoothing"][0] for m in metrics]
+    assert min(eps0) == 0.0 and eps0[-1] > 0
     loaded = load_teacher(tmp_path / "run")
     assert isinstance(loaded.teacher, ScheduleTeacher)
     assert loaded.params["gain"].tolist() == pytest.approx(metrics[-1]["teacher"]["gain"])

@@ -127,3 +127,16 @@ def test_schedule_teacher_rejects_bad_options():
         ScheduleTeacher(3, 6, knots=0)
     with pytest.raises(ValueError, match="base"):
         ScheduleTeacher(3, 6, base=0.0)
+
+
+def test_schedule_teacher_projects_onto_nonnegative_gain_and_smoothing_in_0_1():
+    t = ScheduleTeacher(3, 6, knots=3)
+    params = {"gain": torch.tensor([-0.5, 0.0, 2.0]), "smoothing": torch.tensor([-0.01, 0.3, 1.2])}
+    projected = t.project(params)
+    assert projected["gain"].tolist() == [0.0, 0.0, 2.0]
+    torch.testing.assert_close(projected["smoothing"], torch.tensor([0.0, 0.3, 1.0]))
+    assert params["smoothing"][0] == -0.01  # the caller's weights are not changed in place
+    # the attention teacher is unconstrained
+    a = AttentionTeacher(3, 6)
+    params = teacher_params(a)
+    assert a.project(params) is params

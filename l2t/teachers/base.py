@@ -36,6 +36,11 @@ class Teacher(nn.Module):
         """Constructor keyword arguments; with the registered name they rebuild the architecture."""
         raise NotImplementedError
 
+    def project(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``params`` moved into the teacher's feasible set (``teach`` applies it after every
+        optimizer step: projected gradient descent). Unconstrained by default."""
+        return params
+
 
 def teacher_params(teacher: nn.Module, dtype: torch.dtype | None = None, device=None) -> dict[str, torch.Tensor]:
     return {k: v.detach().to(device=device, dtype=dtype).clone() for k, v in teacher.named_parameters()}

@@ -84,6 +84,13 @@ class ScheduleTeacher(Teacher):
     def loss_kwargs(self) -> dict:
         return {"scale": 4.0 / self.base}
 
+    def project(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``g ≥ 0`` and ``0 ≤ ε ≤ 1``. A negative ``ε`` makes the off-diagonal ``Φ(y, j)`` negative:
+        a force on every wrong logit that does not fade as ``p_j → 0`` (README, "What the teacher's
+        hypergradient does"). On LeNet, ``ε = −0.009`` at the start of the run made every student
+        diverge and every hypergradient non-finite, which froze the teacher for good."""
+        return {**params, "gain": params["gain"].clamp(min=0), "smoothing": params["smoothing"].clamp(0, 1)}
+
     def config(self) -> dict:
         return dict(
             num_classes=self.num_classes, state_dim=self.state_dim, knots=self.knots, base=self.base,
