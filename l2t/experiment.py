@@ -47,7 +47,8 @@ def results_table(out: Path, losses: list[str], seeds: int) -> str:
         (m, sd), (dm, dsd) = mean_std(test), mean_std(dev)
         diverged = sum(r["diverged"] for r in runs)
         per = ", ".join(f"{e:.2f}" for e in test) + (f" ({diverged} diverged)" if diverged else "")
-        lines.append(f"| {LABELS.get(loss, loss)} | {runs[0]['lr']:g} | {m:.2f} ± {sd:.2f} | {dm:.2f} ± {dsd:.2f} | {per} |")
+        label = LABELS.get(loss, loss) if "teacher" not in runs[0] else f"L2T-DLF ({runs[0]['teacher']} teacher)"
+        lines.append(f"| {label} | {runs[0]['lr']:g} | {m:.2f} ± {sd:.2f} | {dm:.2f} ± {dsd:.2f} | {per} |")
     return "\n".join(lines)
 
 

@@ -2,8 +2,9 @@
 
 It reads only run folders (``summary.json`` and ``config.json`` of every student run found
 below the given folders, ``metrics.jsonl`` of teach runs, ``phases.safetensors`` of teacher-
-trained students), never training code. Rows are (data set, student), columns the losses, cells
-mean ± std of the test error over seeds, next to the paper's numbers where the paper has the row.
+trained students), never training code. Rows are (data set, student), columns the losses (a
+teacher's column names the teacher, e.g. ``l2t-dlf (attention)``), cells mean ± std of the test
+error over seeds, next to the paper's numbers where the paper has the row.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ def paired_delta(xs: list[float], ys: list[float]) -> str:
     return f"{statistics.mean(d):+.2f} ± {statistics.stdev(d) / len(d) ** 0.5:.2f}"
 
 
+def column(summary: dict) -> str:
+    """A student's column: its loss, with the teacher's name for a teacher's student (summaries
+    written before students recorded it have the bare loss name)."""
+    return f"{summary['loss']} ({summary['teacher']})" if "teacher" in summary else summary["loss"]
+
+
 def collect(run_dirs: list[Path]) -> dict:
     """(data, student) -> loss -> list of (seed, test error %, dev error %)."""
     table: dict = defaultdict(lambda: defaultdict(list))
@@ -60,7 +67,7 @@ def collect(run_dirs: list[Path]) -> dict:
                 raise L2TError(f"{summary.parent} has a summary.json but no config.json")
             cfg = read_json(cfg_path)
             key = (Path(cfg["data"]["name"]).stem, cfg["student"]["name"])
-            table[key][s["loss"]].append((s["seed"], 100 * s["test_error"], 100 * s["dev_error"]))
+            table[key][column(s)].append((s["seed"], 100 * s["test_error"], 100 * s["dev_error"]))
             found += 1
     if not found:
         raise L2TError(f"no student runs (summary.json with a test error) under {', '.join(map(str, run_dirs))}")

@@ -29,12 +29,14 @@ class TrainResult:
     test_error: float
     dev_error: float
     diverged: bool
+    teacher: str | None = None  # the registered teacher's name, for a teacher's student
     phases: list[Phase] = field(default_factory=list)  # the teacher's Φ per phase (teacher losses)
     weights: tuple[Params, Params] | None = field(default=None, repr=False)  # (params, buffers), if kept
 
     def summary(self) -> dict:
-        return {"loss": self.loss, "seed": self.seed, "test_error": self.test_error,
-                "dev_error": self.dev_error, "diverged": self.diverged}
+        summary = {"loss": self.loss, "seed": self.seed, "test_error": self.test_error,
+                   "dev_error": self.dev_error, "diverged": self.diverged}
+        return summary if self.teacher is None else summary | {"teacher": self.teacher}
 
 
 def error_rate(student: Student, params: Params, buffers: Params, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -83,6 +85,7 @@ def train_student(
         test_error=error_rate(student, params, buffers, data.x_test, data.y_test),
         dev_error=error_rate(student, params, buffers, data.x_dev, data.y_dev),
         diverged=diverged,
+        teacher=loss.meta["teacher"] if isinstance(loss, LoadedTeacher) else None,
         phases=phases,
         weights=(params, buffers) if keep_weights else None,
     )

@@ -45,7 +45,7 @@ def test_train_on_a_users_npz(tmp_path, capsys):
 def test_demo_prints_the_table_and_writes_figures(tmp_path, capsys):
     code, out, _ = run(capsys, "demo", "--config", TINY, "--out", tmp_path / "d", "--no-progress")
     assert code == 0
-    for label in ["cross entropy", "smooth 0-1", "L2T-DLF (teacher)", "mean ± std over 2 seeds"]:
+    for label in ["cross entropy", "smooth 0-1", "L2T-DLF (attention teacher)", "mean ± std over 2 seeds"]:
         assert label in out
     for png in ["fig3_dev_measure.png", "fig4_coeffs.png"]:
         assert (tmp_path / "d" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

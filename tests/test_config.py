@@ -1,7 +1,14 @@
 import pytest
 
 from l2t.config import Config, load_config, to_dict
+from l2t.data import DATASETS
 from l2t.errors import L2TError
+from l2t.experiment import TEACHER
+from l2t.losses import LOSSES
+from l2t.students import STUDENTS
+from l2t.teachers import TEACHERS
+
+from conftest import ROOT
 
 
 def test_defaults_are_the_demo():
@@ -53,3 +60,16 @@ def test_bad_config_files(tmp_path):
 def test_config_is_frozen():
     with pytest.raises(Exception):
         Config().seed = 3
+
+
+SHIPPED = sorted(p for p in (ROOT / "configs").rglob("*.toml") if p.parent.name != "ablations")  # ablations: variants files
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT)))
+def test_shipped_configs_load_and_name_registered_parts(path):
+    """Every shipped config parses and names only registered parts: a typo is not found at the
+    end of an hour-long run."""
+    cfg = load_config(path)
+    assert cfg.student.name in STUDENTS and cfg.teacher.name in TEACHERS
+    assert cfg.data.name in DATASETS or cfg.data.name.endswith(".npz")
+    assert all(loss in LOSSES or loss == TEACHER for loss in cfg.losses)

@@ -11,12 +11,12 @@ from l2t.report import PAPER, collect, markdown, paired_delta
 from conftest import TINY
 
 
-def _fake_run(root, data, student, loss, seed, test_error):
-    d = root / f"{data}-{student}" / loss / f"seed{seed}"
+def _fake_run(root, data, student, loss, seed, test_error, **extra):
+    d = root / f"{data}-{student}" / (loss + extra.get("teacher", "")) / f"seed{seed}"
     d.mkdir(parents=True)
     (d / "config.json").write_text(json.dumps({"data": {"name": data}, "student": {"name": student}}))
     (d / "summary.json").write_text(json.dumps({"loss": loss, "seed": seed, "test_error": test_error,
-                                                "dev_error": 0.5 * test_error, "diverged": False}))
+                                                "dev_error": 0.5 * test_error, "diverged": False} | extra))
 
 
 def test_table_is_mean_and_std_over_seeds_next_to_the_paper(tmp_path):
@@ -32,6 +32,16 @@ def test_table_is_mean_and_std_over_seeds_next_to_the_paper(tmp_path):
     assert PAPER[("cifar100", "resnet32")]["l2t-dlf"] == 29.25
 
 
+def test_teachers_of_different_kinds_get_their_own_columns(tmp_path):
+    _fake_run(tmp_path / "a", "fashion-mnist", "mlp", "l2t-dlf", 0, 0.12, teacher="attention")
+    _fake_run(tmp_path / "b", "fashion-mnist", "lenet", "l2t-dlf", 0, 0.11, teacher="schedule")
+    _fake_run(tmp_path / "b", "fashion-mnist", "lenet", "ce", 0, 0.13)
+    head, _, lenet, mlp = markdown(collect([tmp_path])).splitlines()[:4]
+    assert head.startswith("| data / student | ce | l2t-dlf (attention) | l2t-dlf (schedule) | paper")
+    assert lenet.startswith("| fashion-mnist / lenet | 13.00 ± 0.00 (n=1) |  | 11.00 ± 0.00 (n=1) |")
+    assert mlp.startswith("| fashion-mnist / mlp |  | 12.00 ± 0.00 (n=1) |  |")
+
+
 def test_report_errors(tmp_path):
     with pytest.raises(L2TError, match="no such run folder"):
         collect([tmp_path / "missing"])
@@ -45,11 +55,12 @@ def test_experiment_then_report_with_figures(tmp_path, capsys):
     cfg.write_text(TINY.read_text().replace("eval_seeds = 2", 'eval_seeds = 2\nlosses = ["ce", "lsoftmax", "label_smoothing", "l2t-dlf"]\nlr_grid = [0.1, 0.03]\ntune_seeds = 1'))
     assert main(["experiment", "--config", str(cfg), "--out", str(tmp_path / "exp"), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    for label in ["cross entropy", "large-margin softmax", "label smoothing", "L2T-DLF (teacher)"]:
+    for label in ["cross entropy", "large-margin softmax", "label smoothing", "L2T-DLF (attention teacher)"]:
         assert label in out
     assert main(["report", str(tmp_path / "exp"), "--out", str(tmp_path / "rep"), "--classes", "3", "--against", "5", "8"]) == 0
     text = (tmp_path / "rep" / "report.md").read_text()
     assert "| digits / mlp |" in text and "(n=2)" in text
+    assert "| l2t-dlf (attention) |" in text.splitlines()[0]  # the teacher's column names it
     pngs = sorted(p.name for p in (tmp_path / "rep").glob("*.png"))
     assert any(p.startswith("fig3_") for p in pngs) and any(p.startswith("fig4_") for p in pngs)
     capsys.readouterr()
