@@ -51,7 +51,7 @@ CE = (1.0, 1.0, 0.0, 0.0)  # (g_0, g_1, ε_0, ε_1): cross entropy's point
 def schedule(num_classes: int, every: int, g0: float, g1: float, e0: float, e1: float) -> LoadedTeacher:
     """The schedule teacher (:class:`l2t.teachers.ScheduleTeacher`, two knots) fixed at a point."""
     teacher = ScheduleTeacher(num_classes, 3 + num_classes, knots=2, init_gain=[g0, g1], init_smoothing=[e0, e1])
-    meta = {"loss": "bilinear", "loss_kwargs": teacher.loss_kwargs(), "state_every": every}
+    meta = {"teacher": "schedule", "loss": "bilinear", "loss_kwargs": teacher.loss_kwargs(), "state_every": every}
     return LoadedTeacher(teacher, teacher_params(teacher), meta)
 
 

@@ -85,7 +85,7 @@ def train_student(
         test_error=error_rate(student, params, buffers, data.x_test, data.y_test),
         dev_error=error_rate(student, params, buffers, data.x_dev, data.y_dev),
         diverged=diverged,
-        teacher=loss.meta["teacher"] if isinstance(loss, LoadedTeacher) else None,
+        teacher=loss.meta.get("teacher") if isinstance(loss, LoadedTeacher) else None,
         phases=phases,
         weights=(params, buffers) if keep_weights else None,
     )
