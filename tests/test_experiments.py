@@ -1,0 +1,39 @@
+"""The research scripts of experiments/ that the README's numbers come from, run end to end on the
+tiny config (their grids and variants cut to seconds)."""
+
+import json
+import runpy
+import sys
+
+from l2t.io import read_json
+
+from conftest import ROOT, TINY
+
+
+def _run(monkeypatch, script, *argv):
+    monkeypatch.setattr(sys, "argv", [script, *map(str, argv)])
+    runpy.run_path(str(ROOT / "experiments" / script), run_name="__main__")
+
+
+def test_schedule_probe_ranks_a_grid_then_evaluates_the_best_and_cross_entropy(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "probe"
+    _run(monkeypatch, "schedule_probe.py", TINY, "--out", out, "--gains", 1, 2, "--smoothing", 0,
+         "--tune-seeds", 1, "--seeds", 2, "--top", 1)
+    grid = [json.loads(line) for line in (out / "grid.jsonl").read_text().splitlines()]
+    assert sorted(tuple(r["schedule"]) for r in grid) == [(1, 1, 0, 0), (1, 2, 0, 0), (2, 1, 0, 0), (2, 2, 0, 0)]
+    best = min(grid, key=lambda r: r["dev_error"])["schedule"]
+    evaluated = [e["schedule"] for e in read_json(out / "eval.json")]
+    assert evaluated[0] == best and [1, 1, 0, 0] in evaluated
+    assert all(len(e["seeds"]) == 2 and e["seeds"][0]["teacher"] == "schedule" for e in read_json(out / "eval.json"))
+    assert "paired Δ vs CE point" in (out / "results.md").read_text()
+
+
+def test_ablate_runs_a_baseline_and_a_teacher_variant_into_one_table(tmp_path, monkeypatch, capsys):
+    variants = tmp_path / "v.toml"
+    variants.write_text('seeds = 2\n[variants.ce]\nbaseline = "ce"\n'
+                        '[variants.schedule]\noverrides = { "teacher.name" = "schedule", "outer.optimizer" = "adam", '
+                        '"outer.lr" = 0.01, "outer.steps" = 2 }\n')
+    _run(monkeypatch, "ablate.py", variants, "--config", TINY, "--out", tmp_path / "abl")
+    table = capsys.readouterr().out
+    assert "| ce |" in table and "| schedule |" in table and "not run" not in table
+    assert read_json(tmp_path / "abl" / "schedule" / "seed1" / "summary.json")["teacher"] == "schedule"
