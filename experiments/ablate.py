@@ -17,8 +17,8 @@ from pathlib import Path
 
 from l2t.build import load_splits, resolve_device, resolve_dtype
 from l2t.config import load_config
-from l2t.io import read_json, read_jsonl, write_json
-from l2t.report import mean_std, paired_delta
+from l2t.io import read_jsonl, write_json
+from l2t.report import mean_std, paired_delta, seed_summaries
 from l2t.runs import init_run
 from l2t.teach import STATE_FILE, teach
 from l2t.teachers import load_teacher
@@ -41,7 +41,7 @@ def run_variant(name: str, spec: dict, base: Path | None, out: Path, seeds: int,
 
 def report(variants: dict, out: Path, seeds: int) -> str:
     def errors(name, key):
-        return [100 * read_json(out / name / f"seed{s}" / "summary.json")[key] for s in range(seeds)]
+        return [100 * r[key] for r in seed_summaries(out / name, seeds)]
 
     base = next((n for n, v in variants.items() if "baseline" in v), None)
     rows = ["| variant | test error (%) | paired Δ vs " + (base or "-") + " (± s.e.) | dev error (%) | dev measure, first → last 5 teacher steps |",

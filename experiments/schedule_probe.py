@@ -39,7 +39,7 @@ from l2t.config import load_config
 from l2t.data import derive_seed
 from l2t.data.batches import TAG_TUNE
 from l2t.io import append_jsonl, atomic_write_text, read_json, read_jsonl, write_json
-from l2t.report import ORDER, mean_std, paired_delta
+from l2t.report import ORDER, mean_std, paired_delta, seed_summaries
 from l2t.teachers import LoadedTeacher, ScheduleTeacher, teacher_params
 from l2t.train import train_student
 
@@ -131,9 +131,8 @@ def experiment_errors(run_dir: Path, seeds: int) -> dict[str, list[float]]:
     """Test error (%) per seed of every loss of an ``l2t experiment`` folder that has ``seeds`` students."""
     out = {}
     for loss in ORDER:
-        files = [run_dir / loss / f"seed{s}" / "summary.json" for s in range(seeds)]
-        if all(f.is_file() for f in files):
-            out[loss] = [100 * read_json(f)["test_error"] for f in files]
+        if all((run_dir / loss / f"seed{s}" / "summary.json").is_file() for s in range(seeds)):
+            out[loss] = [100 * r["test_error"] for r in seed_summaries(run_dir / loss, seeds)]
     if not out:
         raise SystemExit(f"error: {run_dir} holds no loss with {seeds} evaluation students (LOSS/seedK/summary.json)")
     return out

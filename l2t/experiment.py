@@ -22,9 +22,9 @@ from l2t.build import load_splits, resolve_device, resolve_dtype
 from l2t.config import Config
 from l2t.errors import L2TError
 from l2t.figures import plot_coeffs, plot_dev_measure, save_phases
-from l2t.io import read_json, write_json
+from l2t.io import write_json
 from l2t.losses import LOSSES
-from l2t.report import mean_std
+from l2t.report import mean_std, seed_summaries
 from l2t.runs import init_run
 from l2t.teach import STATE_FILE, teach
 from l2t.teachers import load_teacher
@@ -42,7 +42,7 @@ def results_table(out: Path, losses: list[str], seeds: int) -> str:
     lines = [f"| loss | lr | test error (%), mean ± std over {seeds} seeds | dev error (%) | per seed (test) |",
              "|---|---|---|---|---|"]
     for loss in losses:
-        runs = [read_json(out / loss / f"seed{s}" / "summary.json") for s in range(seeds)]
+        runs = seed_summaries(out / loss, seeds)
         test, dev = [100 * r["test_error"] for r in runs], [100 * r["dev_error"] for r in runs]
         (m, sd), (dm, dsd) = mean_std(test), mean_std(dev)
         diverged = sum(r["diverged"] for r in runs)

@@ -45,6 +45,12 @@ def paired_delta(xs: list[float], ys: list[float]) -> str:
     return f"{statistics.mean(d):+.2f} ± {statistics.stdev(d) / len(d) ** 0.5:.2f}"
 
 
+def seed_summaries(folder: str | Path, seeds: int) -> list[dict]:
+    """The ``summary.json`` of ``folder/seed0 .. seed{seeds-1}``: one loss's students over seeds, as
+    ``l2t experiment`` and ``experiments/ablate.py`` write them."""
+    return [read_json(Path(folder) / f"seed{s}" / "summary.json") for s in range(seeds)]
+
+
 def column(summary: dict) -> str:
     """A student's column: its loss, with the teacher's name for a teacher's student (summaries
     written before students recorded it have the bare loss name)."""
