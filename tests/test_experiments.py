@@ -5,6 +5,8 @@ import json
 import runpy
 import sys
 
+import pytest
+
 from l2t.io import read_json
 
 from conftest import ROOT, TINY
@@ -37,3 +39,17 @@ def test_ablate_runs_a_baseline_and_a_teacher_variant_into_one_table(tmp_path, m
     table = capsys.readouterr().out
     assert "| ce |" in table and "| schedule |" in table and "not run" not in table
     assert read_json(tmp_path / "abl" / "schedule" / "seed1" / "summary.json")["teacher"] == "schedule"
+
+
+def test_paired_compares_the_first_folder_with_each_other_seed_by_seed(tmp_path, monkeypatch, capsys):
+    for name, errors in {"a": [0.10, 0.12, 0.11], "b": [0.12, 0.13, 0.14]}.items():
+        for s, e in enumerate(errors):
+            (tmp_path / name / f"seed{s}").mkdir(parents=True)
+            (tmp_path / name / f"seed{s}" / "summary.json").write_text(json.dumps({"test_error": e}))
+    _run(monkeypatch, "paired.py", tmp_path / "a", tmp_path / "b", "--seeds", 3)
+    a_row, b_row = capsys.readouterr().out.splitlines()[2:4]
+    assert a_row.endswith("| 11.00 ± 1.00 |  |")
+    # differences −2, −1, −3: mean −2, standard error 1/√3
+    assert b_row.endswith("| 13.00 ± 1.00 | -2.00 ± 0.58 |")
+    with pytest.raises(SystemExit, match="no such file"):
+        _run(monkeypatch, "paired.py", tmp_path / "a", tmp_path / "missing", "--seeds", 3)

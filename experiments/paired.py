@@ -1,0 +1,44 @@
+"""Paired test-error differences between students' run folders over the same seeds.
+
+Each FOLDER holds ``seed0 .. seed{N-1}/summary.json`` (one loss of an ``l2t experiment`` folder, an
+``experiments/ablate.py`` variant, or ``l2t train --out FOLDER/seed<k>`` runs). The first folder is
+compared with every other: mean ± std of each, and ``mean(first − other) ± its standard error``.
+
+    python experiments/paired.py runs/fashion_lenet/l2t-dlf runs/fashion_lenet/ce runs/fashion_lenet/lsoftmax
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from l2t.errors import L2TError
+from l2t.report import mean_std, paired_delta, seed_summaries
+
+
+def table(folders: list[Path], seeds: int) -> str:
+    errors = {f: [100 * r["test_error"] for r in seed_summaries(f, seeds)] for f in folders}
+    first = errors[folders[0]]
+    rows = [f"| folder | test error (%), mean ± std over {seeds} seeds | paired Δ of {folders[0]} (± s.e.) |",
+            "|---|---|---|"]
+    for f in folders:
+        delta = "" if f == folders[0] else paired_delta(first, errors[f])
+        rows.append(f"| {f} | {'%.2f ± %.2f' % mean_std(errors[f])} | {delta} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("folders", type=Path, nargs="+", help="the first is compared with each of the others")
+    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
+    args = p.parse_args()
+    if len(args.folders) < 2 or args.seeds < 2:
+        raise SystemExit("error: give at least two folders and --seeds 2 or more")
+    try:
+        print(table(args.folders, args.seeds))
+    except L2TError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+if __name__ == "__main__":
+    main()
