@@ -6,7 +6,7 @@
 
 Every configuration (student, T, method) runs in a fresh subprocess that
 
-1. builds the problem (``l2t.hypergrad.check.synthetic_problem``): 28x28 inputs (synthetic,
+1. builds the problem (``l2t.gradcheck.synthetic_problem``): 28x28 inputs (synthetic,
    fixed seed: timing does not depend on the pixels), 10 classes, batch 128, momentum SGD (lr 0.05, γ 0.9), the bilinear loss set by the
    attention teacher (N = 10 keys, W initialised at std 0.01), state refreshed every 10 steps,
    dev objective on 1000 examples, float32, the default number of torch threads;
@@ -94,7 +94,7 @@ def _sync(device: torch.device) -> None:
 
 def build(student_name: str, T: int, seed: int = 0, dtype: torch.dtype = torch.float32,
           device: torch.device | str = "cpu"):
-    from l2t.hypergrad.check import synthetic_problem
+    from l2t.gradcheck import synthetic_problem
 
     name, options = STUDENTS[student_name]
     cp = synthetic_problem(name, T, student_options=options, seed=seed, dtype=dtype, device=device)
@@ -124,9 +124,9 @@ def _external(kind: str, problem, episode, teacher, tparams, spec):
                 b = batches(t)
                 out = fmodel(b.inputs)
                 params = dict(zip(names, fmodel.parameters()))
-                coeffs = session(t, out.detach(), b.targets, params, buffers)
+                coeffs = session(t, out.detach(), b, params, buffers)
                 diffopt.step(reduce_loss(problem.loss(out, b.targets, coeffs)))
-            outer = problem.objective(fmodel(problem.x_dev), problem.y_dev)
+            outer = sum(problem.objective(fmodel(d.inputs), d.targets).sum() for d in problem.dev) / problem.dev_count()
     else:
         import torchopt
 
@@ -135,8 +135,8 @@ def _external(kind: str, problem, episode, teacher, tparams, spec):
         state = opt.init(params)
         for t in range(problem.steps):
             b = batches(t)
-            out, _ = problem.student.apply(params, buffers, b.inputs)
-            coeffs = session(t, out.detach(), b.targets, params, buffers)
+            out, _ = problem.student.apply(params, buffers, b.inputs, rng=b.seed)
+            coeffs = session(t, out.detach(), b, params, buffers)
             loss = reduce_loss(problem.loss(out, b.targets, coeffs))
             grads = torch.autograd.grad(loss, tuple(params.values()), create_graph=True)
             updates, state = opt.update(dict(zip(params, grads)), state, inplace=False)

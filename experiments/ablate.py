@@ -15,28 +15,25 @@ import statistics
 import tomllib
 from pathlib import Path
 
-from l2t.build import load_splits, resolve_device, resolve_dtype
+from l2t.build import load_splits
 from l2t.config import load_config
-from l2t.io import read_jsonl, write_json
+from l2t.io import read_jsonl
 from l2t.report import mean_std, paired_delta, seed_summaries
-from l2t.runs import init_run
 from l2t.teach import STATE_FILE, teach
-from l2t.teachers import load_teacher
-from l2t.train import train_student
+from l2t.train import load_loss, record_student
 
 
 def run_variant(name: str, spec: dict, base: Path | None, out: Path, seeds: int, common: dict) -> None:
     cfg = load_config(base, common | spec.get("overrides", {}))
     data = load_splits(cfg)
     if "baseline" in spec:
-        loss = spec["baseline"]
+        loss = load_loss(cfg, spec["baseline"])
     else:
         teach_dir = out / name / "teach"
         teach(cfg, teach_dir, resume=(teach_dir / STATE_FILE).exists(), progress=False)
-        loss = load_teacher(teach_dir, resolve_device(cfg.device), resolve_dtype(cfg.dtype))
+        loss = load_loss(cfg, f"teacher:{teach_dir}")
     for s in range(seeds):
-        res = train_student(cfg, data, loss, s)
-        write_json(init_run(out / name / f"seed{s}", cfg) / "summary.json", res.summary())
+        record_student(cfg, data, loss, s, out / name / f"seed{s}")
 
 
 def report(variants: dict, out: Path, seeds: int) -> str:

@@ -33,7 +33,7 @@ def main() -> None:
     cfg = load_config(args.config, args.overrides)
     data = load_splits(cfg)
     student = build_student(cfg, data)
-    teacher = build_teacher(cfg, data).to(dtype=data.x_train.dtype)
+    teacher = build_teacher(cfg, data).to(dtype=data.train.x.dtype)
     problem = build_problem(cfg, data, student, create_loss(teacher.loss_name, **teacher.loss_kwargs()))
     spec = state_spec(cfg, data)
     tp = teacher_params(teacher)

@@ -29,16 +29,16 @@ from l2t.losses import create_loss
 from l2t.report import mean_std
 from l2t.teachers import LoadedTeacher, load_teacher
 from l2t.teachers.attention import smoothing_offset
-from l2t.train import train_student
+from l2t.train import TaughtLoss, train_student
 
 
 def evaluate(cfg, data, loaded: LoadedTeacher, seed: int) -> dict:
     """One evaluation student (:func:`l2t.train.train_student`), with its final dev logits."""
-    res = train_student(cfg, data, loaded, seed, keep_weights=True)
+    res = train_student(cfg, data, TaughtLoss(loaded), seed, keep_weights=True)
     with torch.no_grad():
-        logits, _ = build_student(cfg, data).apply(*res.weights, data.x_dev, train=False)
+        logits, _ = build_student(cfg, data).apply(*res.weights, data.dev.x, "eval")
         logp = F.log_softmax(logits, -1)
-        wrong = ~F.one_hot(data.y_dev, logits.shape[-1]).bool()
+        wrong = ~F.one_hot(data.dev.y, logits.shape[-1]).bool()
         spread = (logits.max(-1).values - logits.min(-1).values).mean().item()
         neg_logp_wrong = (-logp[wrong]).mean().item()
     return {
@@ -63,18 +63,18 @@ def variant(loaded: LoadedTeacher, *, zero_w: bool = False, eps: float | None = 
     meta = dict(loaded.meta, loss_kwargs=dict(loaded.meta["loss_kwargs"]))
     if eps is not None:
         meta["loss_kwargs"]["eps"] = eps
-    return LoadedTeacher(loaded.teacher, params, meta)
+    return LoadedTeacher(loaded.teacher, params, meta, loaded.memory)
 
 
 def hypergrad_norm(cfg, run_dir: str, dtype: str) -> tuple[float, float]:
     cfg = replace(cfg, dtype=dtype)
     data = load_splits(cfg)
-    loaded = load_teacher(run_dir, dtype=data.x_train.dtype)
+    loaded = load_teacher(run_dir, dtype=data.train.x.dtype)
     student = build_student(cfg, data)
     problem = build_problem(cfg, data, student, create_loss(loaded.meta["loss"], **loaded.meta["loss_kwargs"]))
     episode = make_episode(cfg, data, student, derive_seed(cfg.seed, TAG_TEACH, 0, 0))
-    res = hypergradient(problem, episode, loaded.teacher, loaded.params, state_spec(cfg, data, loaded.state_every),
-                        method=cfg.outer.hypergrad)
+    res = hypergradient(problem, episode, loaded.teacher, loaded.params, state_spec(cfg, data, loaded.state_every, loaded.features),
+                        method=cfg.outer.hypergrad, memory=loaded.memory)
     return res.outer_loss, float(torch.cat([g.flatten() for g in res.grads.values()]).double().norm())
 
 
@@ -88,7 +88,7 @@ def main() -> None:
     args = p.parse_args()
     cfg = load_config(f"{args.run_dir}/config.json")
     data = load_splits(cfg)
-    loaded = load_teacher(args.run_dir, dtype=data.x_train.dtype)
+    loaded = load_teacher(args.run_dir, dtype=data.train.x.dtype)
     off = loaded.params["W"].clone()
     off[torch.arange(off.shape[0]), torch.arange(off.shape[0])] = 0
     print(f"teacher {args.run_dir}: max |W(y, y)| {loaded.params['W'].diagonal().abs().max():.2e}, "

@@ -40,19 +40,21 @@ from l2t.data import derive_seed
 from l2t.data.batches import TAG_TUNE
 from l2t.io import append_jsonl, atomic_write_text, read_json, read_jsonl, write_json
 from l2t.report import ORDER, mean_std, paired_delta, seed_summaries
-from l2t.teachers import LoadedTeacher, ScheduleTeacher, teacher_params
-from l2t.train import train_student
+from l2t.teachers import STATE_FEATURES, LoadedTeacher, ScheduleTeacher, teacher_params
+from l2t.train import TaughtLoss, train_student
 
 GAINS = [0.5, 1.0, 2.0]
 SMOOTHING = [0.0, 0.1, 0.3]
 CE = (1.0, 1.0, 0.0, 0.0)  # (g_0, g_1, ε_0, ε_1): cross entropy's point
 
 
-def schedule(num_classes: int, every: int, g0: float, g1: float, e0: float, e1: float) -> LoadedTeacher:
+def schedule(num_classes: int, every: int, g0: float, g1: float, e0: float, e1: float) -> TaughtLoss:
     """The schedule teacher (:class:`l2t.teachers.ScheduleTeacher`, two knots) fixed at a point."""
-    teacher = ScheduleTeacher(num_classes, 3 + num_classes, knots=2, init_gain=[g0, g1], init_smoothing=[e0, e1])
-    meta = {"teacher": "schedule", "loss": "bilinear", "loss_kwargs": teacher.loss_kwargs(), "state_every": every}
-    return LoadedTeacher(teacher, teacher_params(teacher), meta)
+    dim = STATE_FEATURES.get("classification").dim(num_classes)
+    teacher = ScheduleTeacher(num_classes, dim, knots=2, init_gain=[g0, g1], init_smoothing=[e0, e1])
+    meta = {"teacher": "schedule", "loss": "bilinear", "loss_kwargs": teacher.loss_kwargs(), "state_every": every,
+            "features": "classification"}
+    return TaughtLoss(LoadedTeacher(teacher, teacher_params(teacher), meta))
 
 
 def label(g0: float, g1: float, e0: float, e1: float) -> str:

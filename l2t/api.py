@@ -22,8 +22,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from l2t.data.examples import TensorExamples
 from l2t.losses import create_loss, reduce_loss
-from l2t.teachers import LoadedTeacher, StateSpec, StateTracker, call_teacher, load_teacher
+from l2t.teachers import DevStats, LoadedTeacher, StateSpec, call_teacher, load_teacher
+from l2t.types import Batch
 
 
 class TeacherLoss:
@@ -43,9 +45,10 @@ class TeacherLoss:
         every = teacher.state_every if state_every is None else state_every
         self.teacher, self.params = teacher.teacher, teacher.params
         self.loss = create_loss(teacher.meta["loss"], **teacher.meta["loss_kwargs"])
-        self.tracker = StateTracker(StateSpec(num_classes, total_steps, every, x_dev, y_dev.long(), eval_batch))
-        self.memory: Any = self.teacher.init_memory()
-        self.coeffs: torch.Tensor | None = None  # the loss coefficients in force (Φ_t)
+        dev = tuple(TensorExamples(x_dev, y_dev.long()).chunks(eval_batch))
+        self.tracker = StateSpec(num_classes, total_steps, every, dev, teacher.features).tracker()
+        self.memory: Any = teacher.memory  # the teacher's memory (None for a teacher without)
+        self.coeffs: Any = None  # the loss coefficients in force (Φ_t)
 
     @classmethod
     def load(cls, path: str | Path, x_dev: torch.Tensor, y_dev: torch.Tensor, total_steps: int, **kw) -> "TeacherLoss":
@@ -53,19 +56,21 @@ class TeacherLoss:
         return cls(load_teacher(path, x_dev.device, x_dev.dtype), x_dev, y_dev, total_steps, **kw)
 
     @torch.no_grad()
-    def _dev_predictions(self, model: nn.Module) -> torch.Tensor:
-        spec = self.tracker.spec
+    def _dev_stats(self, model: nn.Module) -> DevStats:
         was_training = model.training
         model.eval()
         try:
-            return torch.cat([model(spec.x_dev[i : i + spec.eval_batch]).argmax(-1) for i in range(0, len(spec.x_dev), spec.eval_batch)])
+            return DevStats.collect(((model(b.inputs), b) for b in self.tracker.spec.dev), self.tracker.needs_dev_ce)
         finally:
             model.train(was_training)
 
-    def __call__(self, logits: torch.Tensor, targets: torch.Tensor, *, step: int, model: nn.Module) -> torch.Tensor:
-        self.tracker.observe(logits.detach(), targets)
+    def __call__(self, logits: torch.Tensor, targets: torch.Tensor, *, step: int, model: nn.Module,
+                 mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The mean loss over the real positions of ``logits (..., C)`` (``mask`` like ``targets``,
+        True at real positions; ``None``: all)."""
+        self.tracker.observe(logits.detach(), Batch(None, targets, mask))
         if self.coeffs is None or self.tracker.is_refresh(step):
-            features = self.tracker.features(step, self._dev_predictions(model), logits.dtype)
+            features = self.tracker.features(step, self._dev_stats(model), logits.dtype)
             with torch.no_grad():
                 self.coeffs, self.memory = call_teacher(self.teacher, self.params, features, self.memory)
-        return reduce_loss(self.loss(logits, targets, self.coeffs))
+        return reduce_loss(self.loss(logits, targets, self.coeffs), mask)

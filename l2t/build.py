@@ -14,15 +14,17 @@ from l2t.config import Config
 from l2t.data import DEFAULT_AUGMENT, BatchSchedule, DataSplits, derive_seed, get_augment, load_data
 from l2t.data.batches import TAG_BATCHES, TAG_INIT, TAG_TEACHER_INIT
 from l2t.errors import L2TError
-from l2t.hypergrad.base import Episode
-from l2t.inner import InnerProblem
+from l2t.inner import BN_MODES, Episode, InnerProblem
 from l2t.losses import LossFn
 from l2t.objectives import create_objective
 from l2t.optim import MomentumSGD, make_schedule
 from l2t.students import Student, create_student
-from l2t.teachers import TEACHERS, StateSpec, Teacher
+from l2t.teachers import DEFAULT_FEATURES, STATE_FEATURES, TEACHERS, StateSpec, Teacher
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+#: examples (sentences) per forward pass when a student is only evaluated (state features, errors)
+EVAL_BATCH = 1024
 
 
 def resolve_device(name: str) -> torch.device:
@@ -46,23 +48,31 @@ def resolve_dtype(name: str) -> torch.dtype:
 def load_splits(cfg: Config) -> DataSplits:
     d = cfg.data
     data = load_data(d.name, dev_size=d.dev_size, train_size=d.train_size, test_size=d.test_size,
-                     split_seed=d.split_seed, download=d.download)
-    if cfg.inner.batch_size > len(data.y_train):
-        raise L2TError(f"batch size {cfg.inner.batch_size} exceeds the {len(data.y_train)} training examples")
+                     split_seed=d.split_seed, download=d.download, options=d.options)
+    if cfg.inner.batch_size > len(data.train):
+        raise L2TError(f"batch size {cfg.inner.batch_size} exceeds the {len(data.train)} training examples")
     return data.to(resolve_device(cfg.device), resolve_dtype(cfg.dtype))
 
 
 def build_student(cfg: Config, data: DataSplits) -> Student:
-    return create_student(cfg.student.name, data.input_shape, data.num_classes, **cfg.student.options)
+    return create_student(cfg.student.name, data.task, **cfg.student.options)
+
+
+def features_name(cfg: Config, data: DataSplits) -> str:
+    """The state features the teacher reads: ``teacher.features``, or the task's default."""
+    name = cfg.teacher.features or DEFAULT_FEATURES[data.task.kind]
+    STATE_FEATURES.get(name)
+    return name
 
 
 def build_teacher(cfg: Config, data: DataSplits) -> Teacher:
-    """A fresh teacher for ``data``'s classes, initialised from ``cfg.seed``."""
+    """A fresh teacher for ``data``'s classes and state features, initialised from ``cfg.seed``."""
     factory = TEACHERS.get(cfg.teacher.name)
+    state_dim = STATE_FEATURES.get(features_name(cfg, data)).dim(data.num_classes)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(cfg.seed, TAG_TEACHER_INIT))
         try:
-            teacher = factory(num_classes=data.num_classes, state_dim=3 + data.num_classes, **cfg.teacher.options)
+            teacher = factory(num_classes=data.num_classes, state_dim=state_dim, **cfg.teacher.options)
         except (TypeError, ValueError) as e:
             raise L2TError(f"bad options for teacher {cfg.teacher.name!r}: {e}") from None
     return teacher
@@ -79,25 +89,26 @@ def build_optimizer(cfg: Config) -> MomentumSGD:
 def build_problem(cfg: Config, data: DataSplits, student: Student, loss: LossFn) -> InnerProblem:
     if cfg.inner.steps < 1:
         raise L2TError(f"inner.steps must be at least 1, got {cfg.inner.steps}")
-    if cfg.outer.bn_mode not in ("batch", "running"):
-        raise L2TError(f"unknown outer.bn_mode {cfg.outer.bn_mode!r}; known: batch, running")
+    if cfg.outer.bn_mode not in BN_MODES:
+        raise L2TError(f"unknown outer.bn_mode {cfg.outer.bn_mode!r}; known: {', '.join(BN_MODES)}")
     return InnerProblem(
         student=student,
         loss=loss,
         optimizer=build_optimizer(cfg),
         steps=cfg.inner.steps,
         objective=create_objective(cfg.outer.objective),
-        x_dev=data.x_dev,
-        y_dev=data.y_dev,
+        dev=tuple(data.dev.chunks(cfg.outer.dev_batch)),
         bn_mode=cfg.outer.bn_mode,
     )
 
 
-def state_spec(cfg: Config, data: DataSplits, every: int | None = None) -> StateSpec:
+def state_spec(cfg: Config, data: DataSplits, every: int | None = None, features: str | None = None) -> StateSpec:
+    """The state the teacher reads (``every`` and ``features`` default to the config's)."""
     every = cfg.teacher.state_every if every is None else every
     if every < 1:
         raise L2TError(f"teacher.state_every must be at least 1, got {every}")
-    return StateSpec(data.num_classes, cfg.inner.steps, every, data.x_dev, data.y_dev)
+    features = features_name(cfg, data) if features is None else features
+    return StateSpec(data.num_classes, cfg.inner.steps, every, tuple(data.dev.chunks(EVAL_BATCH)), features)
 
 
 def augmentation(cfg: Config):
@@ -107,7 +118,6 @@ def augmentation(cfg: Config):
 
 def make_episode(cfg: Config, data: DataSplits, student: Student, seed: int) -> Episode:
     """A fresh student (weights from ``seed``) and its batch order (also from ``seed``)."""
-    params, buffers = student.init(derive_seed(seed, TAG_INIT), data.x_train.device, data.x_train.dtype)
-    batches = BatchSchedule(data.x_train, data.y_train, cfg.inner.batch_size, derive_seed(seed, TAG_BATCHES),
-                            augment=augmentation(cfg))
+    params, buffers = student.init(derive_seed(seed, TAG_INIT), data.train.device, resolve_dtype(cfg.dtype))
+    batches = BatchSchedule(data.train, cfg.inner.batch_size, derive_seed(seed, TAG_BATCHES), augment=augmentation(cfg))
     return Episode(params, buffers, batches)

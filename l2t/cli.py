@@ -70,23 +70,16 @@ def cmd_teach(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from l2t.build import load_splits, resolve_device, resolve_dtype
-    from l2t.io import write_json
-    from l2t.runs import init_run
-    from l2t.teachers import load_teacher
-    from l2t.train import train_student
+    from l2t.build import load_splits
+    from l2t.train import load_loss, record_student
 
     cfg = _config(args)
     data = load_splits(cfg)
-    if args.loss.startswith("teacher:"):
-        loss = load_teacher(args.loss.partition(":")[2], resolve_device(cfg.device), resolve_dtype(cfg.dtype))
-        label = "l2t-dlf"
-    else:
-        loss, label = args.loss, args.loss
+    loss = load_loss(cfg, args.loss)
+    label = loss.label
     out = Path(args.out) if args.out else _default_out(f"train-{label}", cfg)
-    init_run(out, cfg)
-    res = _with_progress(lambda hook: train_student(cfg, data, loss, cfg.seed, on_step=hook), cfg.inner.steps, f"student ({label})", args.no_progress)
-    write_json(out / "summary.json", res.summary())
+    res = _with_progress(lambda hook: record_student(cfg, data, loss, cfg.seed, out, on_step=hook), cfg.inner.steps,
+                         f"student ({label})", args.no_progress)
     print(f"test error {100 * res.test_error:.2f}% (dev error {100 * res.dev_error:.2f}%), loss {label}, seed {cfg.seed}"
           + (" -- DIVERGED" if res.diverged else ""))
     print(f"results in {out}")
@@ -114,14 +107,15 @@ def cmd_check_grad(args: argparse.Namespace) -> int:
     import torch
 
     from l2t.build import resolve_device
-    from l2t.hypergrad.check import check_method
+    from l2t.gradcheck import check, check_config, check_problem
 
     device = resolve_device(args.device or "cpu")
-    res = check_method(args.method, steps=args.steps, every=args.every, directions=args.directions,
-                       seed=args.seed or 0, momentum=args.momentum, device=device, teacher=args.teacher)
+    cfg = check_config(student=args.student, teacher=args.teacher, steps=args.steps, every=args.every,
+                       seed=args.seed or 0, momentum=args.momentum, device=str(device), overrides=args.overrides)
+    res = check(check_problem(cfg), args.method, directions=args.directions, seed=args.seed or 0)
     worst = res.max_rel_error
-    print(f"method {args.method}, {args.teacher} teacher: float64, {args.steps} momentum-SGD steps, "
-          f"state refreshed every {args.every}")
+    print(f"method {args.method}, student {cfg.student.name} on {cfg.data.name}, {cfg.teacher.name} teacher: float64, "
+          f"{cfg.inner.steps} momentum-SGD steps, state refreshed every {cfg.teacher.state_every}")
     for i, e in enumerate(res.rel_errors):
         print(f"  direction {i}: relative error {e:.3e}")
     print(f"max relative error vs central finite differences: {worst:.3e} (tolerance {args.tol:.0e}); "
@@ -145,10 +139,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     from l2t.losses import LOSSES
     from l2t.objectives import OBJECTIVES
     from l2t.students import STUDENTS
-    from l2t.teachers import TEACHERS
+    from l2t.teachers import STATE_FEATURES, TEACHERS
 
     for family, reg in [("students", STUDENTS), ("losses", LOSSES), ("teachers", TEACHERS),
-                        ("hypergradient methods", METHODS), ("dev objectives", OBJECTIVES), ("data sets", DATASETS)]:
+                        ("state features", STATE_FEATURES), ("hypergradient methods", METHODS),
+                        ("dev objectives", OBJECTIVES), ("data sets", DATASETS)]:
         print(f"{family}: {', '.join(reg.list())}")
     return 0
 
@@ -183,10 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-grad", help="hypergradient vs central finite differences on a float64 problem")
     _common(p, data=False)
     p.add_argument("--method", default="reverse", help="hypergradient method (l2t list)")
+    p.add_argument("--student", default="mlp", help="any registered student (l2t list); small options by default")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a value of the check problem's config, e.g. --set student.options='{\"dropout\": 0.3}'")
     p.add_argument("--steps", type=int, default=12, help="student steps (default 12)")
     p.add_argument("--every", type=int, default=4, help="state refresh interval (default 4)")
     p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--teacher", choices=["attention", "schedule"], default="attention", help="teacher whose weights are checked")
+    p.add_argument("--teacher", default="attention", help="teacher whose weights are checked (l2t list)")
     p.add_argument("--directions", type=int, default=6, help="random directions to check (default 6)")
     p.add_argument("--tol", type=float, default=1e-6, help="largest relative error that passes (default 1e-6)")
     p.set_defaults(func=cmd_check_grad)

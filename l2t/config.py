@@ -26,6 +26,10 @@ from typing import Any, Optional
 
 from l2t.errors import L2TError
 
+#: The entry of ``losses`` that stands for the teacher an experiment trains (its students record
+#: it as their loss, with the teacher's registered name beside it).
+TEACHER_LOSS = "l2t-dlf"
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -36,6 +40,7 @@ class DataConfig:
     split_seed: int = 0  # fixed, so every run sees the same split
     augment: Optional[str] = None  # none | crop_flip; None: the data set's default (crop_flip for CIFAR)
     download: bool = False  # fetch a named public data set first (never in tests)
+    options: dict = field(default_factory=dict)  # keyword arguments of a named data set's loader (digits: size)
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,9 @@ class TeacherConfig:
     name: str = "attention"
     options: dict = field(default_factory=dict)  # e.g. {keys = 10, base = 0.1} for attention
     state_every: int = 10  # refresh the state features (and Φ) every this many student steps
+    # the state features it reads (l2t list): None = the task's default (classification: the
+    # paper's 3 + C features; seq2seq: "generic", 8 features whatever the vocabulary)
+    features: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,7 @@ class OuterConfig:
     snapshots: int = 8
     reference_every: int = 10
     bn_mode: str = "batch"  # BatchNorm in the dev objective: batch (exact) | running (see InnerProblem)
+    dev_batch: int = 0  # dev examples per forward pass of the dev objective (0: the whole dev split at once)
     checkpoint_every: int = 5
 
 
@@ -102,8 +111,8 @@ class Config:
     # the rate the teacher was trained for.
     lr_grid: list = field(default_factory=lambda: [0.3, 0.1, 0.03, 0.01, 0.003])
     tune_seeds: int = 2
-    # The losses compared by `l2t demo` / `l2t experiment` ("l2t-dlf" is the trained teacher).
-    losses: list = field(default_factory=lambda: ["ce", "smooth01", "l2t-dlf"])
+    # The losses compared by `l2t demo` / `l2t experiment` (TEACHER_LOSS, "l2t-dlf", is the trained teacher).
+    losses: list = field(default_factory=lambda: ["ce", "smooth01", TEACHER_LOSS])
     # Keyword arguments per fixed loss, e.g. {smooth01 = {K = 50}, lsoftmax = {m = 2}}, and of
     # the coefficient schedule of losses that have one (lsoftmax: base, gamma, power, minimum).
     loss_options: dict = field(default_factory=dict)

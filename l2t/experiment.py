@@ -18,22 +18,19 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from l2t.build import load_splits, resolve_device, resolve_dtype
-from l2t.config import Config
+from l2t.build import load_splits
+from l2t.config import TEACHER_LOSS, Config
 from l2t.errors import L2TError
-from l2t.figures import plot_coeffs, plot_dev_measure, save_phases
+from l2t.figures import plot_coeffs, plot_dev_measure
 from l2t.io import write_json
 from l2t.losses import LOSSES
 from l2t.report import mean_std, seed_summaries
-from l2t.runs import init_run
 from l2t.teach import STATE_FILE, teach
-from l2t.teachers import load_teacher
-from l2t.train import train_student, tune_lr
+from l2t.train import FixedLoss, LossSpec, load_loss, record_student, tune_lr
 
-TEACHER = "l2t-dlf"
 LABELS = {
     "ce": "cross entropy", "smooth01": "smooth 0-1", "lsoftmax": "large-margin softmax",
-    "label_smoothing": "label smoothing", TEACHER: "L2T-DLF (teacher)",
+    "label_smoothing": "label smoothing", TEACHER_LOSS: "L2T-DLF (teacher)",
 }
 
 
@@ -54,44 +51,38 @@ def results_table(out: Path, losses: list[str], seeds: int) -> str:
 
 def run_experiment(cfg: Config, out: Path, *, seeds: int, progress: bool = True) -> str:
     out = Path(out)
-    unknown = [loss for loss in cfg.losses if loss != TEACHER and loss not in LOSSES]
+    unknown = [loss for loss in cfg.losses if loss != TEACHER_LOSS and loss not in LOSSES]
     if unknown:
-        raise L2TError(f"unknown loss(es) {', '.join(unknown)} in losses; known: {', '.join(LOSSES.list() + [TEACHER])}")
+        raise L2TError(f"unknown loss(es) {', '.join(unknown)} in losses; known: {', '.join(LOSSES.list() + [TEACHER_LOSS])}")
     data = load_splits(cfg)
-    fixed = [loss for loss in cfg.losses if loss != TEACHER]
+    specs: dict[str, LossSpec] = {loss: FixedLoss(loss) for loss in cfg.losses if loss != TEACHER_LOSS}
     lrs, tuning = {}, {}
-    for loss in fixed:
-        lrs[loss], tuning[loss] = tune_lr(cfg, data, loss, cfg.lr_grid, cfg.tune_seeds, progress)
+    for loss, spec in specs.items():
+        lrs[loss], tuning[loss] = tune_lr(cfg, data, spec, cfg.lr_grid, cfg.tune_seeds, progress)
 
-    teacher = None
-    if TEACHER in cfg.losses:
-        lrs[TEACHER] = lrs.get("ce", cfg.inner.lr)
-        teach_cfg = replace(cfg, inner=replace(cfg.inner, lr=lrs[TEACHER]))
+    if TEACHER_LOSS in cfg.losses:
+        lrs[TEACHER_LOSS] = lrs.get("ce", cfg.inner.lr)
+        teach_cfg = replace(cfg, inner=replace(cfg.inner, lr=lrs[TEACHER_LOSS]))
         teach_dir = out / "teach"
         # A teacher run already in the folder is continued (or reused, if complete) when it was
         # started with this very config; teach() refuses a different config.
         teach(teach_cfg, teach_dir, resume=(teach_dir / STATE_FILE).exists(), progress=progress)
-        teacher = load_teacher(teach_dir, resolve_device(cfg.device), resolve_dtype(cfg.dtype))
+        specs[TEACHER_LOSS] = load_loss(cfg, f"teacher:{teach_dir}")
 
     jobs = [(loss, s) for loss in cfg.losses for s in range(seeds)]
     for loss, s in tqdm(jobs, desc="students", disable=not progress, unit="run"):
         c = replace(cfg, seed=s, inner=replace(cfg.inner, lr=lrs[loss]))
-        res = train_student(c, data, teacher if loss == TEACHER else loss, s)
-        run = init_run(out / loss / f"seed{s}", c)
-        write_json(run / "summary.json", res.summary() | {"lr": lrs[loss]})
-        if res.phases:
-            save_phases(run / "phases.safetensors", res.phases, base=float(teacher.teacher.config().get("base", 0.0)),
-                        class_names=list(data.class_names))
+        record_student(c, data, specs[loss], s, out / loss / f"seed{s}")
 
     table = results_table(out, cfg.losses, seeds)
     figures = ""
-    if teacher is not None:
+    if TEACHER_LOSS in cfg.losses:
         fig3 = plot_dev_measure(out / "teach", out / "fig3_dev_measure.png")
-        fig4 = plot_coeffs(out / TEACHER / "seed0" / "phases.safetensors", out / "fig4_coeffs.png")
+        fig4 = plot_coeffs(out / TEACHER_LOSS / "seed0" / "phases.safetensors", out / "fig4_coeffs.png")
         figures = f"; figures: {fig3}, {fig4}"
     write_json(out / "results.json", {"lr": lrs, "lr_tuning_dev_error": {k: {str(lr): e for lr, e in v.items()} for k, v in tuning.items()}})
     report = (
-        f"Test error on {cfg.data.name} ({len(data.y_test)} test examples), student {cfg.student.name}, "
+        f"Test error on {cfg.data.name} ({len(data.test)} test examples), student {cfg.student.name}, "
         f"{cfg.inner.steps} momentum-SGD steps ({cfg.inner.lr_schedule} schedule), seeds 0..{seeds - 1}:\n\n{table}\n\n"
         f"Learning rates tuned on dev over {cfg.lr_grid} ({cfg.tune_seeds} students each); the teacher is trained "
         f"at the rate tuned for cross entropy{figures}"

@@ -19,6 +19,7 @@ import torch  # noqa: E402
 
 from l2t.errors import L2TError  # noqa: E402
 from l2t.io import load_tensors, read_jsonl, save_tensors  # noqa: E402
+from l2t.pytree import named_leaves  # noqa: E402
 
 
 def _moving_average(x: np.ndarray, window: int) -> np.ndarray:
@@ -69,11 +70,15 @@ def plot_dev_measure(teach_run: str | Path, out: str | Path, title: str | None =
 
 
 def save_phases(path: str | Path, phases, *, base: float, class_names: list[str]) -> None:
-    """Store a student's per-phase state features and coefficients in its run folder."""
+    """Store a student's per-phase state features and coefficients in its run folder: each tensor
+    of the coefficients' pytree stacked over phases (``coeffs`` for a single ``Φ``,
+    ``coeffs.<path>`` for several tensors)."""
+    per_phase = [named_leaves(p.coeffs, "coeffs") for p in phases]
+    coeffs = {k: torch.stack([leaves[k] for leaves in per_phase]) for k, v in per_phase[0].items()
+              if isinstance(v, torch.Tensor)}
     save_tensors(
         path,
-        {
-            "coeffs": torch.stack([p.coeffs for p in phases]),
+        coeffs | {
             "features": torch.stack([p.features for p in phases]),
             "starts": torch.tensor([p.start for p in phases]),
         },

@@ -1,65 +1,86 @@
 """The student's training run (SPEC §1, eq. 1), written once and shared by plain training and
 by every hypergradient method.
 
-    outputs = f(ω_t, x_t);  coeffs_t = coeffs_fn(t, outputs, ...);  g_t = ∇_ω mean l(outputs, y_t; coeffs_t)
+    outputs = f(ω_t, inputs_t);  coeffs_t = coeffs_fn(t, outputs, batch_t, ...)
+    g_t = ∇_ω mean over real positions of l(outputs, targets_t; coeffs_t)
     (ω_{t+1}, v_{t+1}) = MomentumSGD.update(g_t, v_t, ω_t, t)
 
 ``coeffs_fn`` is where a teacher plugs in (a :class:`~l2t.teachers.TeachingSession`); fixed
-losses pass :func:`no_coeffs`. The forward pass is computed before the coefficients, so the
+losses pass :func:`no_coeffs`. The coefficients are any pytree of tensors (one ``Φ``, a factored
+``Φ``, a loss network's weights). The forward pass is computed before the coefficients, so the
 teacher's state can include the current batch's accuracy without a second forward.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
-from l2t.data.batches import Batch, BatchSchedule
-from l2t.losses import LossFn, reduce_loss
+from l2t.data.batches import BatchSchedule
+from l2t.losses import LossFn, masked_sum, reduce_loss
 from l2t.objectives import Objective
 from l2t.optim.sgd import MomentumSGD
-from l2t.students.base import Params, Student
+from l2t.students.base import Student
+from l2t.types import Batch, Params
 
-CoeffsFn = Callable[[int, torch.Tensor, torch.Tensor, Params, Params], Optional[torch.Tensor]]
+CoeffsFn = Callable[[int, torch.Tensor, Batch, Params, Params], Any]
+
+#: BatchNorm in the dev objective -> the student's mode for it
+BN_MODES = {"batch": "batch_stats", "running": "eval"}
 
 
-def no_coeffs(step, outputs, targets, params, buffers) -> None:
+def no_coeffs(step, outputs, batch, params, buffers) -> None:
     return None
 
 
 @dataclass(frozen=True)
 class InnerProblem:
     """Everything that defines a student's training run and its dev objective, except the
-    teacher, the initial weights and the batch order (those change with every episode)."""
+    teacher, the initial weights and the batch order (those change with every episode).
+
+    ``dev`` is the dev split as a sequence of batches; the objective is the mean over all their
+    real positions."""
 
     student: Student
     loss: LossFn
     optimizer: MomentumSGD
     steps: int
     objective: Objective
-    x_dev: torch.Tensor
-    y_dev: torch.Tensor
+    dev: tuple[Batch, ...]
     bn_mode: str = "batch"
 
     def __post_init__(self) -> None:
-        if self.bn_mode not in ("batch", "running"):
+        if self.bn_mode not in BN_MODES:
             raise ValueError(f"Invalid BatchNorm mode for the dev objective: {self.bn_mode!r} (batch | running)")
+        if not self.dev:
+            raise ValueError("Invalid dev split: no batches")
 
-    def outer_loss(self, params: Params, buffers: Params) -> torch.Tensor:
-        """The relaxed dev measure as a loss to minimise, differentiable in ``params``.
+    def dev_count(self) -> int:
+        return sum(b.count() for b in self.dev)
 
-        BatchNorm in the dev objective (``bn_mode``):
+    def outer_terms(self, params: Params, buffers: Params):
+        """``(term, batch)`` per dev batch, each term that batch's share of the outer loss (its
+        real positions' sum over the total count), differentiable in ``params``.
 
-        * ``batch`` (default): normalise the dev set by its own batch statistics. The objective
-          is then a function of the weights alone and every exact method is exact.
-        * ``running``: use the running statistics accumulated during training, as at test time.
+        The student runs without its stochastic layers (dropout off), and BatchNorm
+        (``bn_mode``):
+
+        * ``batch`` (default): normalises each dev batch by its own batch statistics. The
+          objective is then a function of the weights alone and every exact method is exact.
+        * ``running``: uses the running statistics accumulated during training, as at test time.
           They depend on the whole trajectory, but every method holds them constant, so the
           hypergradient ignores that path (approximate; the methods still agree with each other).
         """
-        outputs, _ = self.student.apply(params, buffers, self.x_dev, train=self.bn_mode == "batch")
-        return self.objective(outputs, self.y_dev)
+        mode, total = BN_MODES[self.bn_mode], self.dev_count()
+        for batch in self.dev:
+            outputs, _ = self.student.apply(params, buffers, batch.inputs, mode)
+            yield masked_sum(self.objective(outputs, batch.targets), batch.mask) / total, batch
+
+    def outer_loss(self, params: Params, buffers: Params) -> torch.Tensor:
+        """The relaxed dev measure as a loss to minimise, differentiable in ``params``."""
+        return sum(term for term, _ in self.outer_terms(params, buffers))
 
 
 def loss_and_grads(
@@ -72,7 +93,7 @@ def loss_and_grads(
     *,
     create_graph: bool = False,
 ) -> tuple[tuple[torch.Tensor, ...], Params, torch.Tensor]:
-    """``(grads, new_buffers, outputs)`` of the training loss at ``params`` on ``batch``.
+    """``(grads, new_buffers, logits)`` of the training loss at ``params`` on ``batch``.
 
     With ``create_graph`` the gradients keep their graph (for differentiating through them);
     ``params`` must then require grad.
@@ -81,9 +102,9 @@ def loss_and_grads(
     with torch.enable_grad():
         if not create_graph:
             params = {k: v.detach().requires_grad_() for k, v in params.items()}
-        outputs, buffers = problem.student.apply(params, buffers, batch.inputs, train=True, features=features)
+        outputs, buffers = problem.student.apply(params, buffers, batch.inputs, "train", rng=batch.seed, features=features)
         logits = outputs.logits if features else outputs
-        coeffs = coeffs_fn(step, logits.detach(), batch.targets, params, buffers)
+        coeffs = coeffs_fn(step, logits.detach(), batch, params, buffers)
         loss = reduce_loss(problem.loss(outputs, batch.targets, coeffs), batch.mask)
         grads = torch.autograd.grad(loss, tuple(params.values()), create_graph=create_graph)
     return grads, buffers, logits
@@ -137,3 +158,28 @@ def rollout(
             problem, params, velocity, buffers, batches(t), t, coeffs_fn, create_graph=create_graph
         )
     return params, velocity, buffers
+
+
+@dataclass(frozen=True)
+class Episode:
+    """What changes between teacher steps: the student to start from and the order of its batches.
+
+    An episode runs ``problem.steps`` steps starting at global step ``start`` (0 for a fresh
+    student) from ``params`` and momentum ``velocity`` (``None``: zero). Learning-rate schedule,
+    batches, state refreshes and the features' ``t/T`` all use the global step, so an episode
+    started from a snapshot of a longer run continues that run exactly.
+    """
+
+    params: Params
+    buffers: Params
+    batches: BatchSchedule
+    start: int = 0
+    velocity: Optional[Params] = None
+
+    def steps(self, problem: InnerProblem) -> range:
+        return range(self.start, self.start + problem.steps)
+
+    def run(self, problem: InnerProblem, coeffs_fn: CoeffsFn, **kw):
+        """:func:`rollout` over the episode's steps."""
+        return rollout(problem, self.params, self.buffers, self.batches, coeffs_fn, start=self.start,
+                       stop=self.start + problem.steps, velocity=self.velocity, **kw)

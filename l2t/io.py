@@ -19,6 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from l2t.errors import L2TError
+from l2t.pytree import named_leaves, tree_flatten, tree_unflatten
 
 
 def _atomic_target(path: Path) -> tuple[int, str]:
@@ -117,6 +118,47 @@ def load_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise L2TError(f"checkpoint {path} holds NaN or Inf in tensor {k!r}")
     return tensors, meta
+
+
+def flatten_state(state: Any, prefix: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A pytree (nested dicts, lists, tuples) of tensors and JSON scalars -> named tensors and
+    named scalars, for :func:`save_tensors` (tensors) and its metadata (scalars)."""
+    tensors, scalars = {}, {}
+    for name, leaf in named_leaves(state, prefix).items():
+        (tensors if isinstance(leaf, torch.Tensor) else scalars)[name] = leaf
+    return tensors, scalars
+
+
+def unflatten_state(template: Any, tensors: dict[str, torch.Tensor], scalars: dict[str, Any], prefix: str, where: str) -> Any:
+    """The pytree of :func:`flatten_state`, rebuilt on ``template``'s structure. Every tensor's
+    name, shape and dtype kind and every scalar's type are checked against the template, and a
+    tensor the template does not have is refused: a checkpoint of another config is an error,
+    never a run that trains on with wrong shapes."""
+    leaves, spec = tree_flatten(template)
+    names = list(named_leaves(template, prefix))
+    expected = {n for n, leaf in zip(names, leaves) if isinstance(leaf, torch.Tensor)}
+    extra = sorted(k for k in tensors if k.startswith(prefix + ".") and k not in expected)
+    if extra:
+        raise L2TError(f"{where} holds tensors this config does not have: {', '.join(extra[:5])}; it belongs to another run")
+    out = []
+    for name, leaf in zip(names, leaves):
+        if isinstance(leaf, torch.Tensor):
+            if name not in tensors:
+                raise L2TError(f"{where} lacks tensor {name!r}; it belongs to another run")
+            t = tensors[name]
+            if tuple(t.shape) != tuple(leaf.shape) or t.is_floating_point() != leaf.is_floating_point():
+                raise L2TError(f"{where}: tensor {name!r} is {t.dtype} {tuple(t.shape)}, this config needs "
+                               f"{leaf.dtype} {tuple(leaf.shape)}; it belongs to another run")
+            # clone: a fresh, aligned allocation like the uninterrupted run's tensors (SIMD and BLAS
+            # kernels round differently on differently aligned data, which would break bit-identity)
+            out.append(t.to(leaf).clone())
+        elif leaf is None:
+            out.append(None)
+        else:
+            if name not in scalars or type(scalars[name]) is not type(leaf):
+                raise L2TError(f"{where}: value {name!r} is {scalars.get(name)!r}, this config needs a {type(leaf).__name__}")
+            out.append(scalars[name])
+    return tree_unflatten(out, spec)
 
 
 def finite_or_none(x: float) -> float | None:

@@ -25,8 +25,7 @@ from l2t.config import Config
 from l2t.data import DataSplits, derive_seed
 from l2t.data.batches import TAG_REFERENCE, TAG_TEACH
 from l2t.errors import L2TError
-from l2t.hypergrad.base import Episode
-from l2t.inner import InnerProblem
+from l2t.inner import Episode, InnerProblem
 from l2t.students import Student
 from l2t.teachers import StateSpec, TeachingSession
 

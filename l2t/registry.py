@@ -15,15 +15,27 @@ class Registry(Generic[T]):
     def __init__(self, family: str) -> None:
         self.family = family
         self._factories: dict[str, Callable[..., T]] = {}
+        self._meta: dict[str, dict[str, Any]] = {}
 
-    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def register(self, name: str, **meta: Any) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator; ``meta`` are facts about the entry that callers may ask for (:meth:`meta`)."""
         def deco(factory: Callable[..., T]) -> Callable[..., T]:
             if name in self._factories:
                 raise ValueError(f"{self.family} {name!r} is registered twice")
             self._factories[name] = factory
+            self._meta[name] = meta
             return factory
 
         return deco
+
+    def meta(self, name: str) -> dict[str, Any]:
+        self.get(name)  # an unknown name is the usual error
+        return self._meta[name]
+
+    def describe(self, name: str) -> str:
+        """The first line of the entry's docstring (for ``l2t list`` and help texts)."""
+        doc = self.get(name).__doc__ or ""
+        return doc.strip().splitlines()[0] if doc.strip() else ""
 
     def get(self, name: str) -> Callable[..., T]:
         try:

@@ -1,41 +1,62 @@
 """Training a teacher: Algorithm 1 of L2T-DLF, resumable.
 
-Each teacher step trains ``outer.episodes`` fresh students with the current teacher in the loop,
-computes the exact hypergradient of each one's relaxed dev measure (``outer.hypergrad``), clips
-each to norm ``outer.episode_clip`` (hypergradients through long runs are heavy-tailed: one
-exploding episode must not dominate the average), averages them, clips the average to norm
-``outer.clip`` and takes a step of the outer optimizer (Adam, as in the paper, or momentum SGD).
+Three layers, so that each can run on its own:
+
+* :func:`setup` builds everything a teacher step needs from a config (:class:`Teaching`: data,
+  student, teacher, inner problem, state features, protocol);
+* :func:`run_episode` runs one episode ``e`` of teacher step ``step``: a function of the config,
+  the teacher's weights and memory (and, for ``outer.protocol = phases``, the weights of the
+  teacher that makes the reference run) and ``(step, e)`` alone, so another process can run it
+  and return the same :class:`EpisodeResult`;
+* :func:`teacher_step` combines a step's episodes: it clips each episode's hypergradient to norm
+  ``outer.episode_clip`` (hypergradients through long runs are heavy-tailed: one exploding episode
+  must not dominate the average), averages them, clips the average to norm ``outer.clip`` and
+  takes a step of the outer optimizer (Adam, as in the paper, or momentum SGD), then projects the
+  teacher onto its feasible set.
+
+**Teacher memory.** A teacher with memory (``teacher.init_memory()`` is not ``None``) carries it
+from one teacher step to the next, detached: every episode of step ``s`` starts from the memory
+``m_s``, and ``m_{s+1}`` is the memory at the end of the step's first episode with a finite
+hypergradient (``m_s`` again if none). The memory is saved in every checkpoint and in the
+teacher file, whose students start from it.
 
 Everything random in step ``s`` is derived from ``(seed, s)``, so the run is a pure function of
 its config: ``teach(..., resume=True)`` continues from the last checkpoint and, on the same
-device, ends at the very same teacher as an uninterrupted run.
+device, ends at the very same teacher (and memory) as an uninterrupted run.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm import tqdm
 
-from l2t.build import build_problem, build_student, build_teacher, load_splits, make_episode, state_spec
-from l2t.config import Config, load_config
-from l2t.data import derive_seed
+from l2t.build import build_problem, build_student, build_teacher, load_splits, make_episode, resolve_dtype, state_spec
+from l2t.config import Config, config_from_dict, load_config, to_dict
+from l2t.data import DataSplits, derive_seed
 from l2t.data.batches import TAG_TEACH
 from l2t.errors import L2TError
+from l2t.evaluate import evaluate
 from l2t.hypergrad import hypergradient
-from l2t.io import append_jsonl, finite_or_none, load_tensors, read_jsonl, save_tensors, write_json, write_jsonl
+from l2t.inner import Episode, InnerProblem
+from l2t.io import (
+    append_jsonl, finite_or_none, flatten_state, load_tensors, read_jsonl, save_tensors, unflatten_state, write_json,
+    write_jsonl,
+)
 from l2t.losses import create_loss
-from l2t.objectives import expected_accuracy
 from l2t.optim import Adam, Constant, MomentumSGD
 from l2t.protocols import PhasesProtocol
+from l2t.pytree import all_finite
 from l2t.runs import init_run
-from l2t.teachers import save_teacher, teacher_params
-from l2t.train import error_rate
+from l2t.students import Student
+from l2t.teachers import StateSpec, Teacher, save_teacher, teacher_params
 
 log = logging.getLogger(__name__)
 
@@ -64,40 +85,91 @@ def make_outer_optimizer(cfg: Config):
     raise L2TError(f"unknown outer optimizer {o.optimizer!r}; known: adam, sgd")
 
 
-def _flatten(state, prefix: str, tensors: dict, scalars: dict) -> None:
-    """Nested dicts of tensors and ints -> flat ``tensors`` and ``scalars`` keyed by dotted path."""
-    if isinstance(state, dict):
-        for k, v in state.items():
-            _flatten(v, f"{prefix}.{k}", tensors, scalars)
-    elif isinstance(state, torch.Tensor):
-        tensors[prefix] = state
-    else:
-        scalars[prefix] = state
+@dataclass
+class Teaching:
+    """What every teacher step of a config uses (built once by :func:`setup`)."""
+
+    cfg: Config
+    data: DataSplits
+    student: Student
+    teacher: Teacher
+    problem: InnerProblem  # the episodes' problem (``outer.episode_steps`` long for phases)
+    spec: StateSpec
+    protocol: PhasesProtocol | None
+
+    def episode(self, step: int, e: int, reference_params: dict | None) -> Episode:
+        if self.protocol is None:
+            return make_episode(self.cfg, self.data, self.student, derive_seed(self.cfg.seed, TAG_TEACH, step, e))
+        self.ensure_reference(step, reference_params)
+        return self.protocol.episode(step, e)
+
+    def ensure_reference(self, step: int, reference_params: dict | None) -> bool:
+        """Make the reference run used at ``step`` if it is not made yet (protocol phases);
+        returns whether it was made now."""
+        if self.protocol is None or not self.protocol.needs_reference(step):
+            return False
+        if reference_params is None:
+            raise ValueError("protocol phases: the reference teacher's weights are needed")
+        self.protocol.make_reference(step, self.teacher, reference_params)
+        return True
 
 
-def _unflatten(template, prefix: str, tensors: dict, scalars: dict):
-    if isinstance(template, dict):
-        return {k: _unflatten(v, f"{prefix}.{k}", tensors, scalars) for k, v in template.items()}
-    if isinstance(template, torch.Tensor):
-        # clone: a fresh, aligned allocation like the uninterrupted run's tensors (SIMD and BLAS
-        # kernels round differently on differently aligned data, which would break bit-identity)
-        return tensors[prefix].to(template).clone()
-    return type(template)(scalars[prefix])
+def setup(cfg: Config) -> Teaching:
+    data = load_splits(cfg)
+    student = build_student(cfg, data)
+    teacher = build_teacher(cfg, data).to(device=data.train.device, dtype=resolve_dtype(cfg.dtype))
+    problem = build_problem(cfg, data, student, create_loss(teacher.loss_name, **teacher.loss_kwargs()))
+    spec = state_spec(cfg, data)
+    protocol = None
+    if cfg.outer.protocol == "phases":
+        protocol = PhasesProtocol(cfg, data, student, problem, spec)
+        problem = protocol.problem
+    elif cfg.outer.protocol != "full":
+        raise L2TError(f"unknown outer.protocol {cfg.outer.protocol!r}; known: full, phases")
+    return Teaching(cfg, data, student, teacher, problem, spec, protocol)
 
 
-def _save_state(run_dir: Path, step: int, state: dict, skipped: int) -> None:
-    """``state``: nested dicts of tensors and ints (teacher, optimizer, reference teacher)."""
-    tensors, scalars = {}, {}
-    _flatten(state, "state", tensors, scalars)
-    save_tensors(run_dir / STATE_FILE, tensors, {"step": step, "skipped": skipped, "scalars": scalars})
+@dataclass
+class EpisodeResult:
+    """One episode's contribution to a teacher step."""
+
+    step: int
+    episode: int
+    finite: bool  # a finite outer loss and hypergradient (otherwise the episode is skipped)
+    outer_loss: float
+    grads: dict[str, torch.Tensor]
+    memory: Any  # the teacher's memory at the end of the episode
+    dev_measure: float  # E[p(y|x)] of the episode's final student on dev
+    dev_error: float
+    seconds: float
 
 
-def _load_state(run_dir: Path, template: dict) -> tuple[int, dict, int]:
-    tensors, meta = load_tensors(run_dir / STATE_FILE)
-    try:
-        return int(meta["step"]), _unflatten(template, "state", tensors, meta["scalars"]), int(meta["skipped"])
-    except KeyError as e:
-        raise L2TError(f"checkpoint {run_dir / STATE_FILE} lacks {e}; it does not belong to this run") from None
+_SETUPS: dict[str, Teaching] = {}
+
+
+def _setup_for(cfg: Config) -> Teaching:
+    """:func:`setup` of ``cfg``, built once per process (configs are plain data: the key is their JSON)."""
+    key = json.dumps(to_dict(cfg), sort_keys=True)
+    if key not in _SETUPS:
+        _SETUPS.clear()  # one config at a time
+        _SETUPS[key] = setup(cfg)
+    return _SETUPS[key]
+
+
+def run_episode(cfg: Config | dict, teacher_params: dict, memory: Any, step: int, e: int, *,
+                reference_params: dict | None = None, teaching: Teaching | None = None) -> EpisodeResult:
+    """Episode ``e`` of teacher step ``step`` under the teacher ``teacher_params`` with ``memory``:
+    a fresh student (or, for protocol phases, a snapshot of the reference run of
+    ``reference_params``), its exact hypergradient (``outer.hypergrad``) and its dev metrics."""
+    cfg = config_from_dict(cfg) if isinstance(cfg, dict) else cfg
+    t = teaching or _setup_for(cfg)
+    t0 = time.perf_counter()
+    episode = t.episode(step, e, reference_params)
+    res = hypergradient(t.problem, episode, t.teacher, teacher_params, t.spec, method=cfg.outer.hypergrad, memory=memory)
+    finite = math.isfinite(res.outer_loss) and all_finite(res.grads)
+    m = evaluate(t.student, res.params, res.buffers, t.spec.dev)
+    return EpisodeResult(step, e, finite, res.outer_loss, res.grads, res.memory, m.expected_accuracy, m.error,
+                         time.perf_counter() - t0)
 
 
 def _global_norm(grads: dict[str, torch.Tensor]) -> float:
@@ -112,12 +184,85 @@ def _clip(grads: dict[str, torch.Tensor], max_norm: float) -> dict[str, torch.Te
     return grads
 
 
-def _dev_metrics(student, params, buffers, data, prefix: str = "") -> dict:
-    """Expected accuracy E[p(y|x)] and error of a student on the dev split."""
-    with torch.no_grad():
-        out, _ = student.apply(params, buffers, data.x_dev, train=False)
-        measure = float(expected_accuracy(out, data.y_dev))
-    return {f"{prefix}dev_measure": measure, f"{prefix}dev_error": error_rate(student, params, buffers, data.x_dev, data.y_dev)}
+@dataclass
+class TeachState:
+    """What a teacher run carries from step to step (and saves in its checkpoints)."""
+
+    params: dict[str, torch.Tensor]  # the teacher's weights θ
+    opt: Any  # the outer optimizer's state
+    reference: dict[str, torch.Tensor]  # the teacher that made the current reference run (protocol phases)
+    memory: Any  # the teacher's memory
+    skipped: int = 0  # teacher steps without a finite hypergradient
+
+    def tree(self) -> dict:
+        return {"teacher": self.params, "opt": self.opt, "reference": self.reference, "memory": self.memory}
+
+
+def initial_state(t: Teaching) -> TeachState:
+    params = teacher_params(t.teacher)
+    return TeachState(params, make_outer_optimizer(t.cfg).init(params), params, t.teacher.init_memory())
+
+
+def teacher_step(t: Teaching, state: TeachState, step: int, run=run_episode) -> tuple[TeachState, dict]:
+    """One step of Algorithm 1 from ``state``: ``(new state, metrics record)``. ``run`` runs an
+    episode (:func:`run_episode`, or its stand-in for another process)."""
+    cfg = t.cfg
+    t0 = time.perf_counter()
+    record: dict = {"step": step}
+    reference = state.reference
+    if t.protocol is not None:
+        if t.protocol.needs_reference(step) and t.protocol.reference_step(step) == step:
+            reference = state.params
+        if t.ensure_reference(step, reference) and t.protocol.reference.made_at == step:
+            m = evaluate(t.student, *t.protocol.reference.final, t.spec.dev)  # a whole student: Fig. 3's point
+            record |= {"reference_dev_measure": m.expected_accuracy, "reference_dev_error": m.error}
+    results = [run(cfg, state.params, state.memory, step, e, reference_params=reference, teaching=t)
+               for e in range(cfg.outer.episodes)]
+    ok = [r for r in results if r.finite]
+    for r in results:
+        if not r.finite:
+            log.warning("teacher step %d, episode %d: non-finite hypergradient; episode skipped", step, r.episode)
+    record["episodes_ok"] = len(ok)
+    params, opt_state, memory, skipped = state.params, state.opt, state.memory, state.skipped
+    if not ok:
+        skipped += 1
+        log.warning("teacher step %d: no finite hypergradient; teacher unchanged", step)
+    else:
+        total = None
+        for r in ok:  # in episode order, so the sum is the same wherever the episodes ran
+            g = _clip(r.grads, cfg.outer.episode_clip)
+            total = g if total is None else {k: total[k] + g[k] for k in total}
+        grads = {k: g / len(ok) for k, g in total.items()}
+        norm = _global_norm(grads)
+        grads = _clip(grads, cfg.outer.clip)
+        params, opt_state = make_outer_optimizer(cfg).update(grads, opt_state, params)
+        params = t.teacher.project(params)
+        memory = ok[0].memory
+        n = len(ok)
+        record |= {
+            "outer_loss": sum(r.outer_loss for r in ok) / n, "dev_measure": sum(r.dev_measure for r in ok) / n,
+            "dev_error": sum(r.dev_error for r in ok) / n, "grad_norm": finite_or_none(norm),
+        }
+        if sum(v.numel() for v in params.values()) <= LOGGED_WEIGHTS:  # e.g. the schedule teacher
+            record["teacher"] = {k: v.tolist() for k, v in params.items()}
+    record["seconds"] = time.perf_counter() - t0
+    return TeachState(params, opt_state, reference, memory, skipped), record
+
+
+def _save_state(run_dir: Path, step: int, state: TeachState) -> None:
+    tensors, scalars = flatten_state(state.tree(), "state")
+    save_tensors(run_dir / STATE_FILE, tensors, {"step": step, "skipped": state.skipped, "scalars": scalars})
+
+
+def _load_state(run_dir: Path, template: TeachState) -> tuple[int, TeachState]:
+    path = run_dir / STATE_FILE
+    tensors, meta = load_tensors(path)
+    try:
+        step, skipped, scalars = int(meta["step"]), int(meta["skipped"]), dict(meta["scalars"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise L2TError(f"checkpoint {path} lacks {e}; it does not belong to this run") from None
+    tree = unflatten_state(template.tree(), tensors, scalars, "state", str(path))
+    return step, TeachState(tree["teacher"], tree["opt"], tree["reference"], tree["memory"], skipped)
 
 
 #: Config fields that only the comparison around a teacher uses (``l2t experiment``: the learning-rate
@@ -152,28 +297,13 @@ def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, prog
         raise ValueError("teach() needs a config unless it resumes")
     elif (run_dir / STATE_FILE).exists():
         raise L2TError(f"{run_dir} already holds a teacher run; use --resume {run_dir} or another --out")
-    else:
-        init_run(run_dir, cfg)
 
-    data = load_splits(cfg)
-    student = build_student(cfg, data)
-    teacher = build_teacher(cfg, data).to(device=data.x_train.device, dtype=data.x_train.dtype)
-    problem = build_problem(cfg, data, student, create_loss(teacher.loss_name, **teacher.loss_kwargs()))
-    spec = state_spec(cfg, data)
-    optimizer = make_outer_optimizer(cfg)
-    params = teacher_params(teacher)
-    opt_state = optimizer.init(params)
-    protocol = None
-    if cfg.outer.protocol == "phases":
-        protocol = PhasesProtocol(cfg, data, student, problem, spec)
-        problem = protocol.problem
-    elif cfg.outer.protocol != "full":
-        raise L2TError(f"unknown outer.protocol {cfg.outer.protocol!r}; known: full, phases")
-    ref_params = params  # the teacher that made the current reference run (protocol phases)
-    start, skipped = 0, 0
+    t = setup(cfg)
+    if not resume:
+        init_run(run_dir, cfg)
+    state, start = initial_state(t), 0
     if resume and (run_dir / STATE_FILE).exists():
-        start, state, skipped = _load_state(run_dir, {"teacher": params, "opt": opt_state, "reference": params})
-        params, opt_state, ref_params = state["teacher"], state["opt"], state["reference"]
+        start, state = _load_state(run_dir, state)
         log.info("resuming %s at teacher step %d", run_dir, start)
     # Drop records past the checkpoint (written after it, before a kill); rewrite atomically.
     metrics = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["step"] < start]
@@ -181,66 +311,28 @@ def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, prog
 
     bar = tqdm(range(start, cfg.outer.steps), initial=start, total=cfg.outer.steps, desc="teacher", disable=not progress, unit="step")
     for step in bar:
-        t0 = time.perf_counter()
-        total, ok, outer, measure, dev_err = None, 0, 0.0, 0.0, 0.0
-        record = {"step": step}
-        if protocol is not None and protocol.needs_reference(step):
-            if protocol.reference_step(step) == step:
-                ref_params = params
-            protocol.make_reference(step, teacher, ref_params)
-            if protocol.reference.made_at == step:  # a whole student under this teacher: Fig. 3's point
-                record |= _dev_metrics(student, *protocol.reference.final, data, prefix="reference_")
-        for e in range(cfg.outer.episodes):
-            if protocol is None:
-                episode = make_episode(cfg, data, student, derive_seed(cfg.seed, TAG_TEACH, step, e))
-            else:
-                episode = protocol.episode(step, e)
-            res = hypergradient(problem, episode, teacher, params, spec, method=cfg.outer.hypergrad)
-            if not (math.isfinite(res.outer_loss) and all(torch.isfinite(g).all() for g in res.grads.values())):
-                log.warning("teacher step %d, episode %d: non-finite hypergradient; episode skipped", step, e)
-                continue
-            ok += 1
-            grads = _clip(res.grads, cfg.outer.episode_clip)
-            total = grads if total is None else {k: total[k] + grads[k] for k in total}
-            outer += res.outer_loss
-            m = _dev_metrics(student, res.params, res.buffers, data)
-            measure, dev_err = measure + m["dev_measure"], dev_err + m["dev_error"]
-        record["episodes_ok"] = ok
-        if ok == 0:
-            skipped += 1
-            log.warning("teacher step %d: no finite hypergradient; teacher unchanged", step)
-        else:
-            grads = {k: g / ok for k, g in total.items()}
-            norm = _global_norm(grads)
-            grads = _clip(grads, cfg.outer.clip)
-            params, opt_state = optimizer.update(grads, opt_state, params)
-            params = teacher.project(params)
-            record |= {
-                "outer_loss": outer / ok, "dev_measure": measure / ok, "dev_error": dev_err / ok,
-                "grad_norm": finite_or_none(norm),
-            }
-            if sum(v.numel() for v in params.values()) <= LOGGED_WEIGHTS:  # e.g. the schedule teacher
-                record["teacher"] = {k: v.tolist() for k, v in params.items()}
-            bar.set_postfix(dev_measure=f"{measure / ok:.4f}", dev_err=f"{dev_err / ok:.4f}")
-        record["seconds"] = time.perf_counter() - t0
+        state, record = teacher_step(t, state, step)
+        if "dev_measure" in record:
+            bar.set_postfix(dev_measure=f"{record['dev_measure']:.4f}", dev_err=f"{record['dev_error']:.4f}")
         append_jsonl(run_dir / "metrics.jsonl", record)
         metrics.append(record)
         done = step + 1
         if done % cfg.outer.checkpoint_every == 0 or done == cfg.outer.steps:
-            _save_state(run_dir, done, {"teacher": params, "opt": opt_state, "reference": ref_params}, skipped)
+            _save_state(run_dir, done, state)
     bar.close()
 
     teacher_path = run_dir / "teacher.safetensors"
     save_teacher(
-        teacher_path, teacher, params, name=cfg.teacher.name, state_every=cfg.teacher.state_every,
-        total_steps=cfg.inner.steps, class_names=list(data.class_names), data=cfg.data.name,
+        teacher_path, t.teacher, state.params, name=cfg.teacher.name, state_every=cfg.teacher.state_every,
+        features=t.spec.features, memory=state.memory, total_steps=cfg.inner.steps,
+        class_names=list(t.data.class_names), data=cfg.data.name,
     )
     tail = [r for r in metrics[-5:] if "dev_measure" in r]
     write_json(run_dir / "summary.json", {
         "teacher_steps": cfg.outer.steps,
-        "skipped_steps": skipped,
+        "skipped_steps": state.skipped,
         "final_dev_measure_last5": sum(r["dev_measure"] for r in tail) / len(tail) if tail else None,
         "seconds": sum(r["seconds"] for r in metrics),
         "teacher": str(teacher_path),
     })
-    return TeachResult(run_dir, teacher_path, metrics, skipped)
+    return TeachResult(run_dir, teacher_path, metrics, state.skipped)

@@ -1,25 +1,75 @@
-"""Training one student with a fixed loss or a frozen teacher, and measuring it."""
+"""Training one student with a fixed loss or a frozen teacher, measuring it, and recording it in a
+run folder.
+
+A loss is given as a typed spec (:data:`LossSpec`): :class:`FixedLoss` (a registered loss such as
+``ce``) or :class:`TaughtLoss` (a trained teacher sets the loss's coefficients as the student
+trains). :func:`parse_loss` reads the command line's form (``ce``, ``teacher:PATH``).
+:func:`record_student` is the one function that trains a student into a run folder; ``l2t train``,
+``l2t experiment`` and ``experiments/ablate.py`` all call it.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Callable
 
 import torch
 from tqdm import tqdm
 
-from l2t.build import build_problem, build_student, make_episode, state_spec
-from l2t.config import Config
+from l2t.build import EVAL_BATCH, build_problem, build_student, make_episode, resolve_device, resolve_dtype, state_spec
+from l2t.config import TEACHER_LOSS, Config
 from l2t.data import DataSplits, derive_seed
 from l2t.data.batches import TAG_EVAL, TAG_TUNE
 from l2t.errors import L2TError
+from l2t.evaluate import evaluate
 from l2t.inner import no_coeffs, rollout
-from l2t.losses import LEARNED, SCHEDULES, create_loss
-from l2t.students import Params, Student
-from l2t.teachers import LoadedTeacher, Phase, TeachingSession, predict
+from l2t.io import write_json
+from l2t.losses import LEARNED, LOSSES, SCHEDULES, create_loss
+from l2t.runs import init_run
+from l2t.teachers import LoadedTeacher, Phase, TeachingSession, load_teacher
+from l2t.types import Params
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FixedLoss:
+    """A registered loss (``l2t list``), with ``cfg.loss_options[name]`` as its arguments."""
+
+    name: str
+
+    def __post_init__(self) -> None:
+        LOSSES.get(self.name)  # an unknown name lists the known ones
+        if self.name in LEARNED:
+            raise L2TError(f"loss {self.name!r} needs a teacher: use --loss teacher:PATH")
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class TaughtLoss:
+    """The learned loss whose coefficients a trained teacher sets (``teacher:PATH``)."""
+
+    teacher: LoadedTeacher
+    path: str | None = None
+
+    label = TEACHER_LOSS
+
+
+LossSpec = FixedLoss | TaughtLoss
+
+
+def parse_loss(text: str, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> LossSpec:
+    """``"ce"`` -> :class:`FixedLoss`; ``"teacher:PATH"`` (a teacher file or a teach run folder)
+    -> :class:`TaughtLoss`, loaded onto ``device`` in ``dtype``."""
+    if text.startswith("teacher:"):
+        path = text.partition(":")[2]
+        return TaughtLoss(load_teacher(path, device, dtype), path)
+    return FixedLoss(text)
 
 
 @dataclass
@@ -30,25 +80,29 @@ class TrainResult:
     dev_error: float
     diverged: bool
     teacher: str | None = None  # the registered teacher's name, for a teacher's student
-    phases: list[Phase] = field(default_factory=list)  # the teacher's Φ per phase (teacher losses)
+    teacher_path: str | None = None
+    phases: list[Phase] = field(default_factory=list)  # the teacher's coefficients per phase (teacher losses)
     weights: tuple[Params, Params] | None = field(default=None, repr=False)  # (params, buffers), if kept
 
     def summary(self) -> dict:
         summary = {"loss": self.loss, "seed": self.seed, "test_error": self.test_error,
                    "dev_error": self.dev_error, "diverged": self.diverged}
-        return summary if self.teacher is None else summary | {"teacher": self.teacher}
+        if self.teacher is not None:
+            summary["teacher"] = self.teacher
+        if self.teacher_path is not None:
+            summary["teacher_path"] = self.teacher_path
+        return summary
 
 
-def error_rate(student: Student, params: Params, buffers: Params, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Fraction misclassified; predictions from non-finite outputs count as wrong."""
-    pred = predict(student, params, buffers, x)
-    return float((pred != y).float().mean())
+def error_rate(student, params: Params, buffers: Params, examples) -> float:
+    """Fraction of real positions misclassified (a non-finite output counts as wrong)."""
+    return evaluate(student, params, buffers, examples.chunks(EVAL_BATCH)).error
 
 
 def train_student(
     cfg: Config,
     data: DataSplits,
-    loss: str | LoadedTeacher,
+    loss: LossSpec,
     seed: int,
     *,
     on_step: Callable[[int], None] | None = None,
@@ -56,42 +110,61 @@ def train_student(
 ) -> TrainResult:
     """Train a fresh student (init and batch order from evaluation ``seed``) for ``cfg.inner.steps``.
 
-    ``loss`` is a registered fixed loss name (``ce``, ``smooth01``) or a loaded teacher. Evaluation
-    seeds are derived apart from teacher-training seeds, so a teacher is never tested on the
-    students it was trained with; the same seed gives every loss the same initial weights and
+    Evaluation seeds are derived apart from teacher-training seeds, so a teacher is never tested on
+    the students it was trained with; the same seed gives every loss the same initial weights and
     the same batches. ``keep_weights`` keeps the final ``(params, buffers)`` in the result.
     """
     student = build_student(cfg, data)
-    if isinstance(loss, LoadedTeacher):
-        name = "l2t-dlf"
-        loss_fn = create_loss(loss.meta["loss"], **loss.meta["loss_kwargs"])
-        coeffs_fn = TeachingSession(loss.teacher, loss.params, state_spec(cfg, data, loss.state_every), student)
+    if isinstance(loss, TaughtLoss):
+        t = loss.teacher
+        loss_fn = create_loss(t.meta["loss"], **t.meta["loss_kwargs"])
+        coeffs_fn = TeachingSession(t.teacher, t.params, state_spec(cfg, data, t.state_every, t.features), student,
+                                    memory=t.memory)
     else:
-        if loss in LEARNED:
-            raise L2TError(f"loss {loss!r} needs a teacher: use --loss teacher:PATH")
-        name, loss_fn = loss, create_loss(loss, **cfg.loss_options.get(loss, {}))
-        coeffs_fn = SCHEDULES[loss](**cfg.schedule_options.get(loss, {})) if loss in SCHEDULES else no_coeffs
+        loss_fn = create_loss(loss.name, **cfg.loss_options.get(loss.name, {}))
+        coeffs_fn = SCHEDULES[loss.name](**cfg.schedule_options.get(loss.name, {})) if loss.name in SCHEDULES else no_coeffs
     problem = build_problem(cfg, data, student, loss_fn)
     episode = make_episode(cfg, data, student, derive_seed(seed, TAG_EVAL))
     hook = None if on_step is None else (lambda t, p, v, b: on_step(t))
     params, _, buffers = rollout(problem, episode.params, episode.buffers, episode.batches, coeffs_fn, on_step=hook)
     diverged = not all(torch.isfinite(p).all() for p in params.values())
     if diverged:
-        log.warning("student (loss %s, seed %d) diverged: non-finite weights", name, seed)
-    phases = coeffs_fn.phases if isinstance(coeffs_fn, TeachingSession) else []
+        log.warning("student (loss %s, seed %d) diverged: non-finite weights", loss.label, seed)
     return TrainResult(
-        loss=name,
+        loss=loss.label,
         seed=seed,
-        test_error=error_rate(student, params, buffers, data.x_test, data.y_test),
-        dev_error=error_rate(student, params, buffers, data.x_dev, data.y_dev),
+        test_error=error_rate(student, params, buffers, data.test),
+        dev_error=error_rate(student, params, buffers, data.dev),
         diverged=diverged,
-        teacher=loss.meta.get("teacher") if isinstance(loss, LoadedTeacher) else None,
-        phases=phases,
+        teacher=loss.teacher.name if isinstance(loss, TaughtLoss) else None,
+        teacher_path=loss.path if isinstance(loss, TaughtLoss) else None,
+        phases=coeffs_fn.phases if isinstance(coeffs_fn, TeachingSession) else [],
         weights=(params, buffers) if keep_weights else None,
     )
 
 
-def tune_lr(cfg: Config, data: DataSplits, loss: str, grid: list[float], seeds: int,
+def record_student(cfg: Config, data: DataSplits, loss: LossSpec, seed: int, run_dir: str | Path, *,
+                   on_step: Callable[[int], None] | None = None, extra: dict | None = None) -> TrainResult:
+    """:func:`train_student`, recorded in ``run_dir``: ``config.json``, ``provenance.json``,
+    ``summary.json`` (with ``extra``) and, for a teacher's student, ``phases.safetensors`` (the
+    coefficients of every phase, for Fig. 4)."""
+    from l2t.figures import save_phases
+
+    res = train_student(cfg, data, loss, seed, on_step=on_step)
+    run = init_run(run_dir, cfg)
+    write_json(run / "summary.json", res.summary() | {"lr": cfg.inner.lr} | (extra or {}))
+    if res.phases:
+        base = float(loss.teacher.teacher.config().get("base", 0.0))
+        save_phases(run / "phases.safetensors", res.phases, base=base, class_names=list(data.class_names))
+    return res
+
+
+def load_loss(cfg: Config, text: str) -> LossSpec:
+    """:func:`parse_loss` on the config's device and dtype."""
+    return parse_loss(text, resolve_device(cfg.device), resolve_dtype(cfg.dtype))
+
+
+def tune_lr(cfg: Config, data: DataSplits, loss: LossSpec, grid: list[float], seeds: int,
             progress: bool = False) -> tuple[float, dict[float, float]]:
     """The learning rate in ``grid`` with the lowest mean dev error for ``loss``.
 
@@ -101,7 +174,7 @@ def tune_lr(cfg: Config, data: DataSplits, loss: str, grid: list[float], seeds: 
     if not grid:
         return cfg.inner.lr, {}
     dev_error = {}
-    for lr in tqdm(grid, desc=f"tune {loss}", unit="lr", disable=not progress):
+    for lr in tqdm(grid, desc=f"tune {loss.label}", unit="lr", disable=not progress):
         c = replace(cfg, inner=replace(cfg.inner, lr=float(lr)))
         runs = [train_student(c, data, loss, derive_seed(s, TAG_TUNE)) for s in range(seeds)]
         dev_error[float(lr)] = sum(r.dev_error for r in runs) / len(runs)

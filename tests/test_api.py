@@ -33,7 +33,7 @@ def test_teacher_loss_in_a_plain_torch_loop_matches_the_library(tmp_path):
     model.load_state_dict(episode.params)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.inner.lr, momentum=cfg.inner.momentum,
                           weight_decay=cfg.inner.weight_decay)
-    criterion = TeacherLoss.load(tmp_path / "t.safetensors", data.x_dev, data.y_dev, total_steps=cfg.inner.steps)
+    criterion = TeacherLoss.load(tmp_path / "t.safetensors", data.dev.x, data.dev.y, total_steps=cfg.inner.steps)
     model.train()
     for step in range(cfg.inner.steps):
         batch = episode.batches(step)
@@ -48,12 +48,12 @@ def test_teacher_loss_in_a_plain_torch_loop_matches_the_library(tmp_path):
 
 
 def test_train_student_keeps_final_weights_on_request():
-    from l2t.train import error_rate, train_student
+    from l2t.train import FixedLoss, error_rate, train_student
 
     cfg = load_config(TINY)
     data = load_splits(cfg)
-    assert train_student(cfg, data, "ce", 0).weights is None
-    res = train_student(cfg, data, "ce", 0, keep_weights=True)
+    assert train_student(cfg, data, FixedLoss("ce"), 0).weights is None
+    res = train_student(cfg, data, FixedLoss("ce"), 0, keep_weights=True)
     params, buffers = res.weights
-    assert error_rate(build_student(cfg, data), params, buffers, data.x_test, data.y_test) == res.test_error
+    assert error_rate(build_student(cfg, data), params, buffers, data.test) == res.test_error
     assert "weights" not in repr(res)

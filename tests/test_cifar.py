@@ -39,17 +39,17 @@ def test_cifar_round_trip(tmp_path, classes):
     d = load_data(str(tmp_path), dev_size=10)  # the parent folder is recognised too
     n_train = 100 if classes == 10 else 20
     assert d.sizes() == {"train": n_train - 10, "dev": 10, "test": 15}
-    assert d.input_shape == (3, 32, 32) and d.num_classes == classes and d.class_names[1] == "class1"
+    assert d.task.input_shape == (3, 32, 32) and d.num_classes == classes and d.class_names[1] == "class1"
     test_name = "test_batch" if classes == 10 else "test"
-    assert torch.equal(d.y_test, torch.tensor(arrays[test_name][1]))
+    assert torch.equal(d.test.y, torch.tensor(arrays[test_name][1]))
     # pixel layout: 1024 red, 1024 green, 1024 blue, row-major; standardised per channel on train
     raw = torch.from_numpy(arrays[test_name][0].reshape(-1, 3, 32, 32).astype(np.float32) / 255)
     train_raw = torch.cat([torch.from_numpy(arrays[b][0].reshape(-1, 3, 32, 32).astype(np.float32) / 255)
                            for b in arrays if b != test_name])
     train_raw = train_raw[torch.randperm(len(train_raw), generator=torch.Generator().manual_seed(0))[10:]]
     mean, std = train_raw.mean(dim=(0, 2, 3))[:, None, None], train_raw.std(dim=(0, 2, 3))[:, None, None]
-    torch.testing.assert_close(d.x_test, (raw - mean) / std, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(d.x_train.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(d.test.x, (raw - mean) / std, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(d.train.x.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5, rtol=0)
 
 
 def test_named_cifar_reads_from_the_data_dir(tmp_path, monkeypatch):

@@ -64,19 +64,31 @@ def test_check_grad_passes_and_fails(capsys):
     assert code == 0 and "PASS" in out and "schedule teacher" in out
 
 
+def test_check_grad_takes_any_registered_student_teacher_and_overrides(capsys):
+    code, out, _ = run(capsys, "check-grad", "--student", "transformer", "--teacher", "recurrent", "--steps", "4",
+                       "--every", "2", "--directions", "1", "--method", "checkpoint")
+    assert code == 0 and "PASS" in out and "student transformer on toy-reverse, recurrent teacher" in out
+    code, out, _ = run(capsys, "check-grad", "--student", "mlp", "--steps", "4", "--directions", "1", "--method", "reversible",
+                       "--set", 'student.options={"widths": [8], "activation": "tanh", "dropout": 0.5}')
+    assert code == 0 and "PASS" in out
+    code, _, err = run(capsys, "check-grad", "--student", "vgg")
+    assert code == 2 and "unknown student 'vgg'" in err
+
+
 def test_list(capsys):
     code, out, _ = run(capsys, "list")
     assert code == 0 and "hypergradient methods: checkpoint, reverse, reversible, truncated, unrolled" in out
-    assert "students: densenet_bc, densenet_bc_100_12, densenet_bc_190_40, lenet, mlp, resnet, resnet20" in out
+    assert "students: densenet_bc, densenet_bc_100_12, densenet_bc_190_40, lenet, lstm1, lstm2, mlp, resnet, resnet20" in out
     assert "losses: bilinear, ce, label_smoothing, lsoftmax, smooth01" in out and "data sets: cifar10, cifar100, digits" in out
-    assert "teachers: attention, schedule" in out
+    assert "teachers: attention, recurrent, schedule" in out and "state features: classification, generic" in out
 
 
 @pytest.mark.parametrize(
     "argv,message",
     [
         (["train", "--loss", "ce", "--data", "/no/such/folder"], "unknown data set '/no/such/folder'"),
-        (["train", "--loss", "ce", "--student", "transformer"], "unknown student 'transformer'"),
+        (["train", "--loss", "ce", "--student", "vgg"], "unknown student 'vgg'"),
+        (["train", "--loss", "ce", "--student", "transformer"], "transformer is a sequence-to-sequence student; the data set poses a classification task"),
         (["train", "--loss", "hinge"], "unknown loss 'hinge'"),
         (["train", "--loss", "bilinear"], "needs a teacher"),
         (["train", "--loss", "teacher:/no/such/teacher.safetensors"], "no teacher checkpoint"),

@@ -3,7 +3,7 @@ import pytest
 from l2t.config import Config, load_config, to_dict
 from l2t.data import DATASETS
 from l2t.errors import L2TError
-from l2t.experiment import TEACHER
+from l2t.config import TEACHER_LOSS as TEACHER
 from l2t.losses import LOSSES
 from l2t.students import STUDENTS
 from l2t.teachers import TEACHERS

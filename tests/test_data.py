@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from l2t.data import BatchSchedule, load_data, load_digits, load_idx_folder, load_npz, read_idx
+from l2t.data import BatchSchedule, TensorExamples, load_data, load_digits, load_idx_folder, load_npz, read_idx
 from l2t.errors import L2TError
 
 
@@ -36,10 +36,10 @@ def make_idx_folder(folder, n_train=60, n_test=20, compress=False, seed=0):
 def test_digits_splits():
     d = load_digits()
     assert d.sizes() == {"train": 1000, "dev": 300, "test": 497}
-    assert d.input_shape == (1, 8, 8) and d.num_classes == 10
+    assert d.task.input_shape == (1, 8, 8) and d.num_classes == 10
     # splits are disjoint: no dev image appears in train
-    train = {tuple(r) for r in d.x_train.flatten(1).tolist()}
-    assert sum(tuple(r) in train for r in d.x_dev.flatten(1).tolist()) < 5  # digits has a few duplicate images
+    train = {tuple(r) for r in d.train.x.flatten(1).tolist()}
+    assert sum(tuple(r) in train for r in d.dev.x.flatten(1).tolist()) < 5  # digits has a few duplicate images
 
 
 @pytest.mark.parametrize("compress", [False, True])
@@ -49,8 +49,8 @@ def test_idx_folder_round_trip(tmp_path, compress):
     assert np.array_equal(img, arrays["train-images-idx3-ubyte"])
     d = load_idx_folder(tmp_path / "mnist", dev_size=10)
     assert d.sizes() == {"train": 50, "dev": 10, "test": 20}
-    assert d.input_shape == (1, 28, 28)
-    assert torch.equal(d.y_test, torch.from_numpy(arrays["t10k-labels-idx1-ubyte"]))
+    assert d.task.input_shape == (1, 28, 28)
+    assert torch.equal(d.test.y, torch.from_numpy(arrays["t10k-labels-idx1-ubyte"]))
     # the same data through load_data by path
     assert load_data(str(tmp_path / "mnist"), dev_size=10).sizes() == d.sizes()
 
@@ -125,8 +125,8 @@ def test_corrupt_or_missing_data_paths(tmp_path):
 
 def test_batch_schedule_is_a_pure_function_of_seed_and_step():
     x, y = torch.arange(100.0).unsqueeze(1), torch.arange(100)
-    a = BatchSchedule(x, y, 32, seed=5)
-    b = BatchSchedule(x, y, 32, seed=5)
+    a = BatchSchedule(TensorExamples(x, y), 32, seed=5)
+    b = BatchSchedule(TensorExamples(x, y), 32, seed=5)
     forward = [a(t).targets for t in range(10)]
     backward = [b(t).targets for t in reversed(range(10))][::-1]  # called in the opposite order
     assert all(torch.equal(f, g) for f, g in zip(forward, backward))
@@ -134,11 +134,36 @@ def test_batch_schedule_is_a_pure_function_of_seed_and_step():
     epoch0 = torch.cat(forward[:3])
     assert len(set(epoch0.tolist())) == 96
     assert not torch.equal(forward[0], forward[3])
-    assert not torch.equal(BatchSchedule(x, y, 32, seed=6)(0).targets, forward[0])
+    assert not torch.equal(BatchSchedule(TensorExamples(x, y), 32, seed=6)(0).targets, forward[0])
 
 
 def test_batch_schedule_augmentation_is_replayable():
     x, y = torch.zeros(10, 3), torch.arange(10)
-    sched = BatchSchedule(x, y, 5, seed=1, augment=lambda xb, g: xb + torch.rand(xb.shape, generator=g))
+    sched = BatchSchedule(TensorExamples(x, y), 5, seed=1, augment=lambda xb, g: xb + torch.rand(xb.shape, generator=g))
     assert torch.equal(sched(7).inputs, sched(7).inputs)
     assert not torch.equal(sched(7).inputs, sched(8).inputs)
+    # the seed of the step's own randomness (dropout) is a pure function of (seed, step) too
+    assert sched(7).seed == sched(7).seed != sched(8).seed
+    assert BatchSchedule(TensorExamples(x, y), 5, seed=2)(7).seed != sched(7).seed
+
+
+def test_toy_reverse_batches_are_padded_and_masked():
+    from l2t.data import load_data
+
+    d = load_data("toy-reverse", train_size=20, dev_size=6, test_size=6, split_seed=3)
+    assert d.task.kind == "seq2seq" and d.num_classes == d.task.tgt_vocab == 9
+    sched = BatchSchedule(d.train, 8, seed=0)
+    for t in range(5):
+        b = sched(t)
+        src, tgt_in = b.inputs["src"], b.inputs["tgt_in"]
+        assert tgt_in.shape == b.targets.shape == b.mask.shape
+        assert (tgt_in[:, 0] == 1).all()  # BOS
+        for i in range(len(src)):
+            n = int((src[i] != 0).sum()) - 1  # symbols before EOS
+            symbols = src[i, :n]
+            assert torch.equal(b.targets[i, :n], symbols.flip(0)) and b.targets[i, n] == 2  # reversed, then EOS
+            assert b.mask[i].tolist() == [True] * (n + 1) + [False] * (b.targets.shape[1] - n - 1)
+        assert b.mask.any(0).all()  # trimmed to the longest member
+    assert sum(b.count() for b in d.dev.chunks(4)) == int((d.dev.tgt[:, 1:] != 0).sum())
+    again = load_data("toy-reverse", train_size=20, dev_size=6, test_size=6, split_seed=3)
+    assert torch.equal(again.train.src, d.train.src)

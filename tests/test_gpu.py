@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from l2t.hypergrad import hypergradient
-from l2t.hypergrad.check import check_method, synthetic_problem, tiny_problem
+from l2t.gradcheck import check_method, synthetic_problem, tiny_problem
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")]
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from l2t.hypergrad import METHODS, hypergradient
-from l2t.hypergrad.check import check_method, tiny_problem
+from l2t.gradcheck import check_method, tiny_problem
 
 EXACT = ["reverse", "unrolled", "checkpoint", "checkpoint:1", "checkpoint:5", "reversible"]
 
@@ -261,3 +261,148 @@ def test_deterministic_kernels_sets_and_restores_cudnn_flags():
         assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
     finally:
         cudnn.deterministic, cudnn.benchmark = saved
+
+
+# --- stochastic students: dropout replays exactly under the step's seed ---------------------------
+
+STOCHASTIC = [
+    ("mlp", {"widths": [16], "activation": "tanh", "dropout": 0.3}),
+    ("wrn", {"depth": 10, "widen": 1, "activation": "tanh", "dropout": 0.3}),
+]
+
+
+@pytest.mark.parametrize("student,options", STOCHASTIC, ids=["mlp-dropout", "wrn-dropout"])
+def test_students_with_dropout_are_exact(student, options):
+    """Dropout draws from generators seeded by (episode seed, step): every exact method equals
+    unrolled (which differentiates the one forward pass) and matches finite differences."""
+    from l2t.gradcheck import check
+
+    cp = tiny_problem(student=student, overrides={"student.options": options}, steps=10, every=4)
+    ref = hypergradient(cp.problem, cp.episode, cp.teacher, cp.teacher_params, cp.spec, method="unrolled")
+    for method in ("reverse", "checkpoint:2", "checkpoint", "reversible", "truncated:10"):
+        res = hypergradient(cp.problem, cp.episode, cp.teacher, cp.teacher_params, cp.spec, method=method)
+        assert (_flat(res.grads) - _flat(ref.grads)).norm() < 1e-9 * _flat(ref.grads).norm(), method
+    for method in ("reverse", "checkpoint:2", "reversible"):
+        assert check(cp, method, directions=2).max_rel_error < 1e-6, method
+
+
+def test_a_student_whose_randomness_is_not_replayed_is_refused_by_name():
+    """Without the step's seed, dropout draws from the global generator: the step-wise methods
+    refuse the student with one line naming the layer, and unrolled (no replay) still runs."""
+    from dataclasses import replace
+
+    from l2t.errors import L2TError
+    from l2t.inner import Episode
+
+    cp = tiny_problem(student="mlp", overrides={"student.options": STOCHASTIC[0][1]}, steps=4, every=2)
+    schedule = cp.episode.batches
+    unseeded = Episode(cp.episode.params, cp.episode.buffers, lambda t: replace(schedule(t), seed=None))
+    for method in ("reverse", "checkpoint", "reversible", "truncated:2"):
+        with pytest.raises(L2TError, match=r"layer '3' \(Dropout\) draws randomness that cannot be replayed"):
+            hypergradient(cp.problem, unseeded, cp.teacher, cp.teacher_params, cp.spec, method=method)
+    hypergradient(cp.problem, unseeded, cp.teacher, cp.teacher_params, cp.spec, method="unrolled")
+
+
+# --- sequences: a seq2seq student under a token-level bilinear loss, with padding ------------------
+
+SEQ = ["lstm2", "transformer"]
+
+
+@pytest.mark.parametrize("student", SEQ)
+def test_seq2seq_hypergradients_are_exact(student):
+    """toy-reverse (padded, masked batches), a tiny seq2seq student (the transformer with dropout),
+    the attention teacher setting Φ over the target vocabulary from the generic state features."""
+    from l2t.gradcheck import check
+
+    cp = tiny_problem(student=student, steps=8, every=3)
+    assert cp.spec.features == "generic" and cp.spec.dim == 8
+    assert any(b.mask is not None and not b.mask.all() for b in cp.problem.dev)  # real padding
+    ref = hypergradient(cp.problem, cp.episode, cp.teacher, cp.teacher_params, cp.spec, method="unrolled")
+    assert _flat(ref.grads).norm() > 0
+    for method in ("reverse", "checkpoint:3", "reversible"):
+        res = hypergradient(cp.problem, cp.episode, cp.teacher, cp.teacher_params, cp.spec, method=method)
+        assert (_flat(res.grads) - _flat(ref.grads)).norm() < 1e-9 * _flat(ref.grads).norm(), method
+        assert check(cp, method, directions=2).max_rel_error < 1e-6, method
+
+
+def _junk_behind_the_mask(batch, seed):
+    """The batch with random tokens at every padded target position and at the decoder inputs
+    there (the source keeps its padding id: that is how the student knows it is padding)."""
+    from dataclasses import replace
+
+    g = torch.Generator().manual_seed(seed)
+    junk = torch.randint(3, 9, batch.targets.shape, generator=g)
+    targets = torch.where(batch.mask, batch.targets, junk)
+    tgt_in = batch.inputs["tgt_in"]
+    later = torch.cat([torch.ones_like(batch.mask[:, :1]), batch.mask[:, :-1]], 1)  # input j feeds target j
+    tgt_in = torch.where(later, tgt_in, torch.randint(3, 9, tgt_in.shape, generator=g))
+    return replace(batch, inputs={**batch.inputs, "tgt_in": tgt_in}, targets=targets)
+
+
+def test_tokens_behind_the_mask_change_nothing():
+    """Junk tokens at padded positions of every training and dev batch leave the outer loss, the
+    state features and the hypergradient unchanged, bit for bit."""
+    from dataclasses import replace
+
+    from l2t.inner import Episode
+
+    cp = tiny_problem(student="transformer", steps=8, every=3)
+    a = hypergradient(cp.problem, cp.episode, cp.teacher, cp.teacher_params, cp.spec, method="reverse")
+    schedule = cp.episode.batches
+    episode = Episode(cp.episode.params, cp.episode.buffers, lambda t: _junk_behind_the_mask(schedule(t), t))
+    problem = replace(cp.problem, dev=tuple(_junk_behind_the_mask(b, 100 + i) for i, b in enumerate(cp.problem.dev)))
+    spec = replace(cp.spec, dev=tuple(_junk_behind_the_mask(b, 200 + i) for i, b in enumerate(cp.spec.dev)))
+    assert not torch.equal(episode.batches(0).targets, schedule(0).targets)
+    b = hypergradient(problem, episode, cp.teacher, cp.teacher_params, spec, method="reverse")
+    assert a.outer_loss == b.outer_loss
+    assert all(torch.equal(p.features, q.features) for p, q in zip(a.phases, b.phases))
+    assert all(torch.equal(a.grads[k], b.grads[k]) for k in a.grads)
+
+
+# --- a teacher with memory -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["reverse", "checkpoint", "reversible", "unrolled"])
+def test_recurrent_teacher_is_exact_through_its_memory(method):
+    """The GRU teacher's coefficients depend on its memory, threaded through the phases: its
+    hypergradient (chained through the replayed memory) matches finite differences, and the
+    episode returns the memory after the last phase."""
+    from l2t.gradcheck import check
+
+    cp = tiny_problem(teacher="recurrent", steps=12, every=4)
+    res = check(cp, method, directions=3)
+    assert res.max_rel_error < 1e-6 and res.jumps == 0
+    assert set(res.grads) >= {"cell.weight_ih", "cell.weight_hh", "U", "W"}
+    assert all(g.abs().sum() > 0 for g in res.grads.values())
+    out = hypergradient(cp.problem, cp.episode, cp.teacher, cp.teacher_params, cp.spec, method=method, memory=cp.memory)
+    assert out.memory.shape == (6,) and out.memory.abs().sum() > 0 and not out.memory.requires_grad
+    again = hypergradient(cp.problem, cp.episode, cp.teacher, cp.teacher_params, cp.spec, method=method, memory=out.memory)
+    assert not torch.equal(again.grads["W"], out.grads["W"])  # the memory it starts from matters
+
+
+def test_coefficients_as_a_pytree_flow_through_every_engine():
+    """A loss whose coefficients are two tensors (a dict): the engines' vector-Jacobian products,
+    backward walk and chaining to the teacher handle any pytree, and agree with unrolled."""
+    from dataclasses import replace
+
+    from l2t.teachers import AttentionTeacher
+
+    class SplitTeacher(AttentionTeacher):  # Φ as {"diag": c·1 + diag(WA), "off": WA − diag}
+        def forward(self, features, memory=None):
+            phi, memory = super().forward(features, memory)
+            return {"diag": phi.diagonal(), "off": phi - torch.diag(phi.diagonal())}, memory
+
+    def split_bilinear(logits, targets, coeffs, scale):
+        phi = torch.diag(coeffs["diag"]) + coeffs["off"]
+        from l2t.losses import bilinear
+
+        return bilinear(logits, targets, phi, scale=scale)
+
+    cp = tiny_problem(steps=9, every=3)
+    teacher = SplitTeacher(10, 13, keys=4, w_init_std=0.1).double()
+    teacher.load_state_dict(cp.teacher.state_dict())
+    problem = replace(cp.problem, loss=lambda o, y, c: split_bilinear(o, y, c, 40.0))
+    ref = hypergradient(cp.problem, cp.episode, cp.teacher, cp.teacher_params, cp.spec, method="unrolled")
+    for method in ("unrolled", "reverse", "checkpoint:2", "reversible"):
+        res = hypergradient(problem, cp.episode, teacher, cp.teacher_params, cp.spec, method=method)
+        assert isinstance(res.phases[0].coeffs, dict)
+        assert (_flat(res.grads) - _flat(ref.grads)).norm() < 1e-9 * _flat(ref.grads).norm(), method

@@ -125,7 +125,7 @@ def test_label_smoothing_hand_computed():
 
 
 def _head(features, weight, bias=None):
-    from l2t.students import HeadOutputs
+    from l2t.types import HeadOutputs
 
     logits = features @ weight.t() + (0 if bias is None else bias)
     return HeadOutputs(logits, features, weight, bias)

@@ -81,13 +81,16 @@ def test_resume_reuses_a_teacher_only_under_the_same_teaching_config(tmp_path, t
             teach(other, tmp_path / "run", resume=True, progress=False)
 
 
-def test_resume_after_kill_ends_at_the_same_teacher(tmp_path):
+@pytest.mark.parametrize("teacher", ["attention", "recurrent"])
+def test_resume_after_kill_ends_at_the_same_teacher(tmp_path, teacher):
     """Kill a teach run (SIGKILL) after its first checkpoints; resuming must end bit-identical to
-    an uninterrupted run with the same seed."""
+    an uninterrupted run with the same seed: the teacher's weights and, for the recurrent teacher,
+    its memory (saved in the teacher file beside the weights)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    subprocess.run(_teach_cmd(tmp_path / "full"), check=True, env=env, cwd=tmp_path, capture_output=True)
+    extra = ["--set", f"teacher.name={teacher}"]
+    subprocess.run(_teach_cmd(tmp_path / "full", *extra), check=True, env=env, cwd=tmp_path, capture_output=True)
 
-    proc = subprocess.Popen(_teach_cmd(tmp_path / "killed"), env=env, cwd=tmp_path,
+    proc = subprocess.Popen(_teach_cmd(tmp_path / "killed", *extra), env=env, cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = tmp_path / "killed" / "checkpoints" / "state.safetensors"
     deadline = time.time() + 120
@@ -106,6 +109,7 @@ def test_resume_after_kill_ends_at_the_same_teacher(tmp_path):
     assert out.returncode == 0, out.stderr
     full, resumed = _final_teacher(tmp_path / "full"), _final_teacher(tmp_path / "killed")
     assert full.keys() == resumed.keys()
+    assert ("memory" in full) == (teacher == "recurrent")
     for k in full:
         assert torch.equal(full[k], resumed[k]), k
     assert [m["step"] for m in read_jsonl(tmp_path / "killed" / "metrics.jsonl")] == list(range(40))
@@ -194,3 +198,70 @@ def test_protocol_errors(tmp_path):
         teach(load_config(TINY, {"outer.protocol": "phases"}), tmp_path / "a", progress=False)
     with pytest.raises(L2TError, match="unknown outer.protocol"):
         teach(load_config(TINY, {"outer.protocol": "greedy"}), tmp_path / "b", progress=False)
+
+
+def test_teacher_memory_carries_across_teacher_steps(tmp_path):
+    """The recurrent teacher's memory after step s is the memory at the end of step s's first
+    episode, which started from the memory after step s − 1; it is checkpointed and written
+    to the teacher file, and the teacher's students start from it."""
+    from l2t.teach import _load_state, initial_state, run_episode, setup, teacher_step
+    from l2t.teachers import load_teacher
+
+    cfg = load_config(TINY, {"teacher.name": "recurrent", "outer.steps": 3})
+    teach(cfg, tmp_path / "run", progress=False)
+    t = setup(cfg)
+    state = initial_state(t)
+    assert state.memory.abs().sum() == 0
+    memories = []
+    for step in range(3):
+        first = run_episode(cfg, state.params, state.memory, step, 0)
+        state, _ = teacher_step(t, state, step)
+        assert torch.equal(state.memory, first.memory)
+        memories.append(state.memory)
+    assert not torch.equal(memories[0], memories[1]) and not torch.equal(memories[1], memories[2])
+    _, saved = _load_state(tmp_path / "run", initial_state(t))
+    assert torch.equal(saved.memory, memories[-1])
+    loaded = load_teacher(tmp_path / "run")
+    assert torch.equal(loaded.memory, memories[-1])
+
+
+def test_run_episode_alone_in_a_fresh_process_equals_the_episode_inside_teach(tmp_path):
+    """run_episode is a function of the config, the teacher's weights and memory and (step, e):
+    called in a new interpreter it returns bit for bit what the same episode gave inside a
+    teacher step (a recurrent teacher with memory, a student with dropout)."""
+    import json
+
+    from l2t.config import to_dict
+    from l2t.io import save_tensors
+    from l2t.teach import initial_state, run_episode, setup, teacher_step
+
+    cfg = load_config(TINY, {"teacher.name": "recurrent", "student.options": {"widths": [16], "dropout": 0.2}})
+    t = setup(cfg)
+    before, _ = teacher_step(t, initial_state(t), 0)  # a trained teacher, with memory
+    seen = []
+
+    def spy(*args, **kw):
+        seen.append(run_episode(*args, **kw))
+        return seen[-1]
+
+    teacher_step(t, before, 1, run=spy)
+    inside = seen[1]  # episode 1 of step 1
+    (tmp_path / "cfg.json").write_text(json.dumps(to_dict(cfg)))
+    save_tensors(tmp_path / "in.safetensors", {**{f"p.{k}": v for k, v in before.params.items()}, "memory": before.memory})
+    script = f"""
+import json
+from l2t.config import config_from_dict
+from l2t.io import load_tensors, save_tensors
+from l2t.teach import run_episode
+cfg = config_from_dict(json.load(open({str(tmp_path / "cfg.json")!r})))
+tensors, _ = load_tensors({str(tmp_path / "in.safetensors")!r})
+params = {{k[2:]: v for k, v in tensors.items() if k.startswith("p.")}}
+r = run_episode(cfg, params, tensors["memory"], 1, 1)
+save_tensors({str(tmp_path / "out.safetensors")!r}, {{**r.grads, "memory": r.memory}}, {{"outer_loss": r.outer_loss}})
+"""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    subprocess.run([sys.executable, "-c", script], check=True, env=env, capture_output=True)
+    out, meta = load_tensors(tmp_path / "out.safetensors")
+    assert meta["outer_loss"] == inside.outer_loss
+    assert torch.equal(out["memory"], inside.memory)
+    assert all(torch.equal(out[k], inside.grads[k]) for k in inside.grads)

@@ -1,10 +1,13 @@
 import pytest
 import torch
 
+import math
+
 from l2t.students import create_student
 from l2t.teachers import (
-    AttentionTeacher, ScheduleTeacher, StateSpec, StateTracker, TeachingSession, load_teacher, save_teacher, teacher_params,
+    AttentionTeacher, DevStats, ScheduleTeacher, StateSpec, TeachingSession, load_teacher, save_teacher, teacher_params,
 )
+from l2t.types import Batch, ClassificationTask
 
 
 def test_attention_teacher_shapes_and_cross_entropy_start():
@@ -25,30 +28,51 @@ def test_attention_teacher_is_w_softmax_vs():
     torch.testing.assert_close(phi, expected)
 
 
+def _dev(y):
+    return (Batch(torch.zeros(len(y), 1), y),)
+
+
 def test_state_features_hand_computed():
     y_dev = torch.tensor([0, 0, 1, 2, 2, 2])
     pred = torch.tensor([0, 1, 1, 2, 2, 0])  # class 0: 1 of 2 right, class 1: 1 of 2, class 2: 2 of 2
-    spec = StateSpec(num_classes=4, total_steps=100, every=10, x_dev=torch.zeros(6, 1), y_dev=y_dev)
-    tracker = StateTracker(spec)
-    tracker.observe(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), torch.tensor([0, 1]))  # 1 of 2
-    tracker.observe(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1]))  # 2 of 2
-    s = tracker.features(30, pred, torch.float64)
+    spec = StateSpec(num_classes=4, total_steps=100, every=10, dev=_dev(y_dev))
+    tracker = spec.tracker()
+    tracker.observe(torch.tensor([[1.0, 0.0], [1.0, 0.0]]), Batch(None, torch.tensor([0, 1])))  # 1 of 2
+    tracker.observe(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), Batch(None, torch.tensor([0, 1])))  # 2 of 2
+    s = tracker.features(30, DevStats(pred, y_dev), torch.float64)
     expected = [0.3, 0.75, 4 / 6, 0.5, 0.5, 1.0, 0.0]  # class 3 never predicted: precision 0
     torch.testing.assert_close(s, torch.tensor(expected, dtype=torch.float64))
     assert ((s >= 0) & (s <= 1)).all()
     # the training-accuracy window restarts after a refresh
-    assert tracker.features(40, pred, torch.float64)[1] == 0.0
+    assert tracker.features(40, DevStats(pred, y_dev), torch.float64)[1] == 0.0
+
+
+def test_padding_never_changes_a_state_feature():
+    """Training accuracy and cross entropy count the real positions of a masked batch only."""
+    spec = StateSpec(num_classes=3, total_steps=10, every=5, dev=_dev(torch.tensor([0, 1])), features="generic")
+    logits = torch.tensor([[[2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 1.0]]])  # (1, 3, 3)
+    mask = torch.tensor([[True, True, False]])
+    values = []
+    for junk in (0, 2):
+        tracker = spec.tracker()
+        tracker.observe(logits, Batch(None, torch.tensor([[0, 0, junk]]), mask))
+        values.append(tracker.features(0, DevStats(torch.tensor([0, 1]), torch.tensor([0, 1]), ce=0.5), torch.float64))
+    assert torch.equal(values[0], values[1])
+    ce = torch.nn.functional.cross_entropy(logits[0, :2], torch.tensor([0, 0])).item()
+    assert values[0][2] == 0.5 and values[0][1].item() == pytest.approx(ce / math.log(3))  # accuracy, CE / log C
+    assert values[0][4] == 1.0 and values[0][3].item() == pytest.approx(0.5 / math.log(3))
+    assert values[0][5:].abs().sum() == 0  # no change at the first refresh
+    assert spec.dim == 8 == StateSpec(3000, 10, 5, _dev(torch.tensor([0])), "generic").dim
 
 
 def test_session_refreshes_once_per_phase():
-    student = create_student("mlp", (1, 8, 8), 10, widths=[8])
+    student = create_student("mlp", ClassificationTask((1, 8, 8), 10), widths=[8])
     params, buffers = student.init(0)
-    x_dev, y_dev = torch.randn(20, 1, 8, 8), torch.randint(0, 10, (20,))
-    spec = StateSpec(10, total_steps=12, every=5, x_dev=x_dev, y_dev=y_dev)
+    spec = StateSpec(10, total_steps=12, every=5, dev=(Batch(torch.randn(20, 1, 8, 8), torch.randint(0, 10, (20,))),))
     teacher = AttentionTeacher(10, spec.dim, w_init_std=0.1)
     session = TeachingSession(teacher, teacher_params(teacher), spec, student)
-    outputs, targets = torch.randn(4, 10), torch.randint(0, 10, (4,))
-    coeffs = [session(t, outputs, targets, params, buffers) for t in range(12)]
+    outputs, batch = torch.randn(4, 10), Batch(None, torch.randint(0, 10, (4,)))
+    coeffs = [session(t, outputs, batch, params, buffers) for t in range(12)]
     assert [p.start for p in session.phases] == [0, 5, 10]
     assert session.phase_of_step == dict(enumerate([0] * 5 + [1] * 5 + [2] * 2))  # global step -> phase
     assert all(c is session.phases[0].coeffs for c in coeffs[:5])

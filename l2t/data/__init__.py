@@ -1,5 +1,5 @@
-"""Data sets by name or path: ``digits`` (embedded), ``fashion-mnist``, ``mnist``, ``cifar10``,
-``cifar100``, a folder of IDX files or of CIFAR python files, or a ``.npz`` file. ``load_data``
+"""Data sets by name or path: ``digits`` (embedded), ``toy-reverse`` (generated sequences),
+``fashion-mnist``, ``mnist``, ``cifar10``, ``cifar100``, a folder of IDX files or of CIFAR python files, or a ``.npz`` file. ``load_data``
 is the one entry point the CLI and configs use."""
 
 from __future__ import annotations
@@ -9,14 +9,16 @@ from pathlib import Path
 from typing import Any
 
 from l2t.data.augment import AUGMENTATIONS, crop_flip, get_augment
-from l2t.data.batches import Batch, BatchSchedule, derive_seed
+from l2t.data.batches import BatchSchedule, derive_seed
 from l2t.data.cifar import LAYOUTS as CIFAR_LAYOUTS
 from l2t.data.cifar import load_cifar, read_cifar_pickle
 from l2t.data.digits import load_digits
+from l2t.data.examples import Examples, SequencePairs, TensorExamples
 from l2t.data.download import download
 from l2t.data.idx import FASHION_CLASSES, load_idx_folder, read_idx
 from l2t.data.npz import load_npz
 from l2t.data.splits import DataSplits, make_splits
+from l2t.data.toy import load_reverse
 from l2t.errors import L2TError
 from l2t.registry import Registry
 
@@ -67,6 +69,11 @@ def _digits(download: bool = False, **kw: Any) -> DataSplits:
     return load_digits(**{k: v for k, v in kw.items() if v is not None})
 
 
+@DATASETS.register("toy-reverse")
+def _reverse(download: bool = False, **kw: Any) -> DataSplits:
+    return load_reverse(**kw)
+
+
 DATASETS.register("fashion-mnist")(_named_idx("fashion-mnist", FASHION_CLASSES))
 DATASETS.register("mnist")(_named_idx("mnist", None))
 DATASETS.register("cifar10")(_named_cifar(10))
@@ -84,12 +91,19 @@ def load_data(
     test_size: int | None = None,
     split_seed: int = 0,
     download: bool = False,
+    options: dict | None = None,
 ) -> DataSplits:
     """Load a registered data set by name (``download`` fetches it first, if it can be
-    fetched), or a user's folder of IDX or CIFAR files, or ``.npz`` file."""
+    fetched; ``options`` are its loader's keyword arguments), or a user's folder of IDX or CIFAR
+    files, or ``.npz`` file."""
     kw = dict(dev_size=dev_size, train_size=train_size, test_size=test_size, split_seed=split_seed)
     if name_or_path in DATASETS:
-        return DATASETS.create(name_or_path, download=download, **kw)
+        try:
+            return DATASETS.create(name_or_path, download=download, **kw, **(options or {}))
+        except TypeError as e:
+            raise L2TError(f"bad data.options for {name_or_path!r}: {e}") from None
+    if options:
+        raise L2TError(f"data.options {options} apply to named data sets only, not to {name_or_path!r}")
     path = Path(name_or_path)
     if path.suffix == ".npz":
         return load_npz(path, **kw)
@@ -108,7 +122,8 @@ def load_data(
 
 
 __all__ = [
-    "AUGMENTATIONS", "Batch", "BatchSchedule", "DATASETS", "DEFAULT_AUGMENT", "DataSplits", "FASHION_CLASSES",
-    "crop_flip", "data_root", "derive_seed", "download", "get_augment", "load_cifar", "load_data", "load_digits",
-    "load_idx_folder", "load_npz", "make_splits", "read_cifar_pickle", "read_idx",
+    "AUGMENTATIONS", "BatchSchedule", "DATASETS", "DEFAULT_AUGMENT", "DataSplits", "Examples", "FASHION_CLASSES",
+    "SequencePairs", "TensorExamples", "crop_flip", "data_root", "derive_seed", "download", "get_augment", "load_cifar",
+    "load_data", "load_digits", "load_idx_folder", "load_npz", "load_reverse", "make_splits", "read_cifar_pickle",
+    "read_idx",
 ]

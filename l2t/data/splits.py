@@ -1,4 +1,4 @@
-"""The container every data set is loaded into: train / dev / test tensors plus class names."""
+"""The container every data set is loaded into: train / dev / test examples and the task."""
 
 from __future__ import annotations
 
@@ -6,43 +6,38 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from l2t.data.examples import Examples, TensorExamples
 from l2t.errors import L2TError
+from l2t.types import ClassificationTask, Task
 
 
 @dataclass(frozen=True)
 class DataSplits:
-    """Inputs ``x_*`` of shape ``(N, *input_shape)`` and integer labels ``y_*`` of shape ``(N,)``.
+    """The three splits of a data set and the task they pose.
 
     ``dev`` is what the teacher is trained against and what the state features read; ``test``
     is used only for the final report.
     """
 
     name: str
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_dev: torch.Tensor
-    y_dev: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    num_classes: int
-    class_names: tuple[str, ...]
+    train: Examples
+    dev: Examples
+    test: Examples
+    task: Task
 
     @property
-    def input_shape(self) -> tuple[int, ...]:
-        return tuple(self.x_train.shape[1:])
+    def num_classes(self) -> int:
+        return self.task.num_classes
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.task.class_names
 
     def to(self, device: torch.device | str, dtype: torch.dtype) -> "DataSplits":
-        f = lambda x: x.to(device=device, dtype=dtype)  # noqa: E731
-        i = lambda y: y.to(device=device, dtype=torch.long)  # noqa: E731
-        return replace(
-            self,
-            x_train=f(self.x_train), y_train=i(self.y_train),
-            x_dev=f(self.x_dev), y_dev=i(self.y_dev),
-            x_test=f(self.x_test), y_test=i(self.y_test),
-        )
+        return replace(self, train=self.train.to(device, dtype), dev=self.dev.to(device, dtype), test=self.test.to(device, dtype))
 
     def sizes(self) -> dict[str, int]:
-        return {"train": len(self.y_train), "dev": len(self.y_dev), "test": len(self.y_test)}
+        return {"train": len(self.train), "dev": len(self.dev), "test": len(self.test)}
 
 
 def check_labels(y: torch.Tensor, num_classes: int, where: str) -> torch.Tensor:
@@ -139,10 +134,6 @@ def make_splits(
         class_names = tuple(str(i) for i in range(num_classes))
     if len(class_names) != num_classes:
         raise L2TError(f"{name}: {len(class_names)} class names for {num_classes} classes")
-    return DataSplits(
-        name=name,
-        x_train=norm(x_train), y_train=y_train,
-        x_dev=norm(x_dev), y_dev=y_dev,
-        x_test=norm(x_test), y_test=y_test,
-        num_classes=num_classes, class_names=tuple(class_names),
-    )
+    task = ClassificationTask(tuple(x_train.shape[1:]), num_classes, tuple(class_names))
+    return DataSplits(name, TensorExamples(norm(x_train), y_train), TensorExamples(norm(x_dev), y_dev),
+                      TensorExamples(norm(x_test), y_test), task)

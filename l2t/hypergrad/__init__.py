@@ -10,7 +10,7 @@
 * ``truncated:K``: the last K steps only (approximate, biased; see its module).
 
 Every exact method agrees with every other and with central finite differences on a float64
-problem (``l2t check-grad --method NAME``, and the tests).
+problem (``l2t check-grad --method NAME``, :mod:`l2t.gradcheck`, and the tests).
 """
 
 from l2t.hypergrad import checkpoint as _checkpoint  # noqa: F401  (registers "checkpoint")
@@ -18,14 +18,8 @@ from l2t.hypergrad import reverse as _reverse  # noqa: F401  (registers "reverse
 from l2t.hypergrad import reversible as _reversible  # noqa: F401  (registers "reversible")
 from l2t.hypergrad import truncated as _truncated  # noqa: F401  (registers "truncated")
 from l2t.hypergrad import unrolled as _unrolled  # noqa: F401  (registers "unrolled")
-from l2t.hypergrad.base import (
-    METHODS, BackwardWalk, Episode, HypergradResult, chain_to_teacher, deterministic_kernels, get_method,
-    hypergradient, linearize, outer_grad, step_vjp,
-)
+from l2t.hypergrad.base import METHODS, HypergradResult, deterministic_kernels, get_method, hypergradient
 
 EXACT_METHODS = ("reverse", "unrolled", "checkpoint", "reversible")
 
-__all__ = [
-    "EXACT_METHODS", "METHODS", "BackwardWalk", "Episode", "HypergradResult", "chain_to_teacher",
-    "deterministic_kernels", "get_method", "hypergradient", "linearize", "outer_grad", "step_vjp",
-]
+__all__ = ["EXACT_METHODS", "METHODS", "HypergradResult", "deterministic_kernels", "get_method", "hypergradient"]

@@ -17,9 +17,14 @@ Backward step t, from the adjoints ``dω_{t+1}, dv_{t+1}``:
     dc_t  += (∂G_t/∂c)ᵀ u                       (eq. 5, with respect to the coefficients)
     dv_t   = γ u
 
-The products come from one double-backward pass (never a Hessian). The coefficient adjoints of
-each phase are chained into ``d teacher_params`` at the end by replaying the teacher on the
-recorded state features (:func:`chain_to_teacher`), which also covers teachers with memory.
+The products come from one double-backward pass (never a Hessian). The coefficients ``c`` of a
+phase are a pytree (one ``Φ``, or several tensors); their adjoints are chained into
+``d teacher_params`` at the end by replaying the teacher on the recorded state features
+(:func:`chain_to_teacher`), through its memory for a teacher that has one.
+
+A method is registered with ``replays=True`` when its backward walk recomputes training steps
+(everything but ``unrolled``): :func:`hypergradient` then checks once that the student's
+randomness replays exactly (:meth:`~l2t.students.Student.check_replay`).
 """
 
 from __future__ import annotations
@@ -30,38 +35,13 @@ from typing import Any, Callable, Iterator, Optional
 
 import torch
 
-from l2t.data.batches import Batch, BatchSchedule
 from l2t.errors import L2TError
-from l2t.inner import CoeffsFn, InnerProblem, loss_and_grads, rollout
+from l2t.inner import CoeffsFn, Episode, InnerProblem, loss_and_grads
+from l2t.pytree import add, as_leaves, tensors, tree_flatten, tree_unflatten, zeros_like
 from l2t.registry import Registry
-from l2t.students.base import Params
 from l2t.teachers.session import Phase, TeachingSession, replay
 from l2t.teachers.state import StateSpec
-
-
-@dataclass(frozen=True)
-class Episode:
-    """What changes between teacher steps: the student to start from and the order of its batches.
-
-    An episode runs ``problem.steps`` steps starting at global step ``start`` (0 for a fresh
-    student) from ``params`` and momentum ``velocity`` (``None``: zero). Learning-rate schedule,
-    batches, state refreshes and the features' ``t/T`` all use the global step, so an episode
-    started from a snapshot of a longer run continues that run exactly.
-    """
-
-    params: Params
-    buffers: Params
-    batches: BatchSchedule
-    start: int = 0
-    velocity: Optional[Params] = None
-
-    def steps(self, problem: InnerProblem) -> range:
-        return range(self.start, self.start + problem.steps)
-
-    def run(self, problem: InnerProblem, coeffs_fn, **kw):
-        """:func:`~l2t.inner.rollout` over the episode's steps."""
-        return rollout(problem, self.params, self.buffers, self.batches, coeffs_fn, start=self.start,
-                       stop=self.start + problem.steps, velocity=self.velocity, **kw)
+from l2t.types import Batch, Params
 
 
 @dataclass
@@ -71,6 +51,7 @@ class HypergradResult:
     params: Params  # the student's final weights ω_T
     buffers: Params
     phases: list[Phase]  # state features and coefficients of each phase
+    memory: Any = None  # the teacher's memory at the end of the episode (detached)
     info: dict[str, Any] = field(default_factory=dict)  # method-specific facts (memory, ...)
 
 
@@ -99,10 +80,13 @@ def hypergradient(
     method: str = "reverse",
     memory: Any = None,
 ) -> HypergradResult:
-    """Train a student under ``teacher`` and differentiate its dev objective w.r.t. the teacher.
+    """Train a student under ``teacher`` (starting from its ``memory``; ``None``: its initial
+    memory) and differentiate its dev objective w.r.t. the teacher's weights.
 
     On CUDA the work runs with deterministic cuDNN kernels (:func:`deterministic_kernels`)."""
     run = get_method(method)
+    if METHODS.meta(method.partition(":")[0]).get("replays", True):
+        problem.student.check_replay(episode.params, episode.buffers, episode.batches(episode.start))
     device = next(iter(episode.params.values())).device
     with deterministic_kernels(device):
         return run(problem, episode, teacher, teacher_params, spec, memory=memory)
@@ -130,12 +114,15 @@ def deterministic_kernels(device: torch.device) -> Iterator[None]:
 
 
 def outer_grad(problem: InnerProblem, params: Params, buffers: Params) -> tuple[float, Params]:
-    """``(J(ω_T), dJ/dω_T)``: eq. 3."""
+    """``(J(ω_T), dJ/dω_T)``: eq. 3, one dev batch at a time (memory of one batch's graph)."""
+    value, grads = 0.0, {k: torch.zeros_like(v) for k, v in params.items()}
     with torch.enable_grad():
         leaf = {k: v.detach().requires_grad_() for k, v in params.items()}
-        value = problem.outer_loss(leaf, buffers)
-        grads = torch.autograd.grad(value, tuple(leaf.values()), allow_unused=True)
-    return value.item(), {k: _zero_if_none(g, leaf[k]) for (k, g) in zip(leaf, grads)}
+        for term, _ in problem.outer_terms(leaf, buffers):
+            parts = torch.autograd.grad(term, tuple(leaf.values()), allow_unused=True)
+            grads = {k: grads[k] if g is None else grads[k] + g for k, g in zip(leaf, parts)}
+            value += term.item()
+    return value, grads
 
 
 def _zero_if_none(g: Optional[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
@@ -145,22 +132,31 @@ def _zero_if_none(g: Optional[torch.Tensor], like: torch.Tensor) -> torch.Tensor
 @dataclass
 class Linearization:
     """One training step's gradient at ``params``, with its graph kept for a vector-Jacobian
-    product: ``grads`` (detached values are the step's gradient), the leaves they hang from."""
+    product: ``grads`` (detached values are the step's gradient), the leaves they hang from
+    (the weights, and the coefficients' tensors)."""
 
     leaf: Params
-    coeffs: Optional[torch.Tensor]
+    coeffs: Any
     grads: tuple[torch.Tensor, ...]
     buffers: Params  # the buffers after this step's training-mode forward pass
 
-    def vjp(self, u: Params) -> tuple[Params, Optional[torch.Tensor]]:
-        """``((∂∇L/∂ω)ᵀ u, (∂∇L/∂c)ᵀ u)`` by one double-backward pass (frees the graph)."""
+    def vjp(self, u: Params) -> tuple[Params, Any]:
+        """``((∂∇L/∂ω)ᵀ u, (∂∇L/∂c)ᵀ u)`` by one double-backward pass (frees the graph); the
+        second is a pytree like the coefficients (``None`` where they have no tensor)."""
         pairs = [(g, u[k]) for k, g in zip(self.leaf, self.grads) if g.requires_grad]
-        inputs = tuple(self.leaf.values()) + (() if self.coeffs is None else (self.coeffs,))
+        c_leaves, c_spec = tree_flatten(self.coeffs)
+        diff = [i for i, c in enumerate(c_leaves) if isinstance(c, torch.Tensor) and c.requires_grad]
+        inputs = tuple(self.leaf.values()) + tuple(c_leaves[i] for i in diff)
         with torch.enable_grad():
             out = torch.autograd.grad([g for g, _ in pairs], inputs, grad_outputs=[v for _, v in pairs], allow_unused=True)
         d_params = {k: _zero_if_none(g, self.leaf[k]) for k, g in zip(self.leaf, out)}
-        d_coeffs = None if self.coeffs is None else _zero_if_none(out[-1], self.coeffs)
-        return d_params, d_coeffs
+        if self.coeffs is None:
+            return d_params, None
+        d_leaves = [torch.zeros_like(c) if isinstance(c, torch.Tensor) else None for c in c_leaves]
+        for i, g in zip(diff, out[len(self.leaf):]):
+            if g is not None:
+                d_leaves[i] = g
+        return d_params, tree_unflatten(d_leaves, c_spec)
 
 
 def linearize(
@@ -169,37 +165,24 @@ def linearize(
     buffers: Params,
     batch: Batch,
     step: int,
-    coeffs: Optional[torch.Tensor] | CoeffsFn,
+    coeffs: Any | CoeffsFn,
 ) -> Linearization:
-    """The training gradient at ``params`` with the coefficients held as a leaf, graph kept.
+    """The training gradient at ``params`` with the coefficients held as leaves, graph kept.
 
-    ``coeffs`` is a tensor, ``None``, or a coefficient function called with the step's outputs
-    (a teacher session on a forward pass).
+    ``coeffs`` is a pytree of tensors, ``None``, or a coefficient function called with the step's
+    outputs (a teacher session on a forward pass).
     """
     leaf_c: list = [None]
 
     def as_leaf(*args):
         c = coeffs(*args) if callable(coeffs) else coeffs
-        leaf_c[0] = None if c is None else c.detach().requires_grad_()
+        leaf_c[0] = as_leaves(c)
         return leaf_c[0]
 
     with torch.enable_grad():
         leaf = {k: v.detach().requires_grad_() for k, v in params.items()}
         grads, buffers, _ = loss_and_grads(problem, leaf, buffers, batch, step, as_leaf, create_graph=True)
     return Linearization(leaf, leaf_c[0], grads, buffers)
-
-
-def step_vjp(
-    problem: InnerProblem,
-    params: Params,
-    buffers: Params,
-    batch: Batch,
-    step: int,
-    coeffs: Optional[torch.Tensor],
-    u: Params,
-) -> tuple[Params, Optional[torch.Tensor]]:
-    """``((∂∇L/∂ω)ᵀ u, (∂∇L/∂c)ᵀ u)`` at step ``step``, by one double-backward pass."""
-    return linearize(problem, params, buffers, batch, step, coeffs).vjp(u)
 
 
 class BackwardWalk:
@@ -209,9 +192,9 @@ class BackwardWalk:
         self.problem, self.session = problem, session
         self.d_params = d_params
         self.d_velocity = {k: torch.zeros_like(v) for k, v in d_params.items()}
-        self.d_coeffs = [torch.zeros_like(p.coeffs) for p in session.phases]
+        self.d_coeffs = [zeros_like(p.coeffs) for p in session.phases]
 
-    def coeffs(self, t: int) -> Optional[torch.Tensor]:
+    def coeffs(self, t: int) -> Any:
         """The coefficients in force at step ``t`` (as recorded on the forward pass)."""
         return self.session.phases[self.session.phase_of_step[t]].coeffs
 
@@ -228,18 +211,30 @@ class BackwardWalk:
         self.d_params = {k: self.d_params[k] + h_params[k] + lam * u[k] for k in u}
         self.d_velocity = {k: opt.momentum * u[k] for k in u}
         if h_coeffs is not None:
-            self.d_coeffs[phase] = self.d_coeffs[phase] + h_coeffs
+            self.d_coeffs[phase] = add(self.d_coeffs[phase], h_coeffs)
 
 
 def chain_to_teacher(
     teacher: torch.nn.Module,
     teacher_params: dict[str, torch.Tensor],
     session: TeachingSession,
-    d_coeffs: list[torch.Tensor],
+    d_coeffs: list[Any],
 ) -> dict[str, torch.Tensor]:
-    """``Σ_phases (∂c_k/∂θ)ᵀ dc_k`` by replaying the teacher on the recorded features."""
+    """``Σ_phases (∂c_k/∂θ)ᵀ dc_k`` by replaying the teacher on the recorded features, from the
+    memory the episode started with."""
     with torch.enable_grad():
         leaf = {k: v.detach().requires_grad_() for k, v in teacher_params.items()}
         coeffs = replay(teacher, leaf, [p.features for p in session.phases], session.memory0)
-        grads = torch.autograd.grad(coeffs, tuple(leaf.values()), grad_outputs=d_coeffs, allow_unused=True)
+        outs, grads_out = [], []
+        for c, d in zip(coeffs, d_coeffs):
+            for ci, di in zip(tensors(c), tensors(d)):
+                if ci.requires_grad:
+                    outs.append(ci)
+                    grads_out.append(di)
+        grads = torch.autograd.grad(outs, tuple(leaf.values()), grad_outputs=grads_out, allow_unused=True) if outs else [None] * len(leaf)
     return {k: _zero_if_none(g, leaf[k]) for k, g in zip(leaf, grads)}
+
+
+def result(session: TeachingSession, outer: float, grads: dict, params: Params, buffers: Params, **info) -> HypergradResult:
+    """A method's result, with the session's phases and its memory after the last phase."""
+    return HypergradResult(outer, grads, params, buffers, session.phases, session.memory, info)

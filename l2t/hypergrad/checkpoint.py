@@ -23,10 +23,9 @@ import math
 
 import torch
 
-from l2t.hypergrad.base import (
-    METHODS, BackwardWalk, Episode, HypergradResult, chain_to_teacher, linearize, outer_grad,
-)
-from l2t.inner import InnerProblem
+from l2t.hypergrad.base import METHODS, BackwardWalk, HypergradResult, chain_to_teacher, linearize, outer_grad, result
+from l2t.inner import Episode, InnerProblem
+from l2t.pytree import detach
 from l2t.teachers.base import call_teacher
 from l2t.teachers.session import TeachingSession
 from l2t.teachers.state import StateSpec
@@ -45,7 +44,7 @@ def graph_bytes(problem: InnerProblem, episode: Episode, coeffs) -> int:
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        linearize(problem, episode.params, episode.buffers, episode.batches(0), 0, coeffs)
+        linearize(problem, episode.params, episode.buffers, episode.batches(episode.start), episode.start, coeffs)
     return total[0]
 
 
@@ -61,10 +60,12 @@ def checkpointed(
     if every is None:
         # The graph's size does not depend on the coefficients' values: probe with the teacher's
         # output for all-zero features.
-        probe, _ = call_teacher(teacher, teacher_params, torch.zeros(spec.dim, dtype=spec.x_dev.dtype,
-                                device=spec.x_dev.device), teacher.init_memory())
+        first = next(iter(episode.params.values()))
+        start_memory = teacher.init_memory() if memory is None else memory
+        probe, _ = call_teacher(teacher, teacher_params, torch.zeros(spec.dim, dtype=first.dtype, device=first.device),
+                                start_memory)
         state = 2 * _nbytes(episode.params.values()) + _nbytes(episode.buffers.values())
-        every = default_interval(T, state, graph_bytes(problem, episode, probe.detach()))
+        every = default_interval(T, state, graph_bytes(problem, episode, detach(probe)))
     k = every
     session = TeachingSession(teacher, teacher_params, spec, problem.student, memory=memory)
     saved: dict[int, tuple] = {}
@@ -92,7 +93,7 @@ def checkpointed(
             t, p_t, b_t, lin = segment.pop()
             walk.step(t, p_t, b_t, episode.batches(t), lin)
     grads = chain_to_teacher(teacher, teacher_params, session, walk.d_coeffs)
-    return HypergradResult(outer, grads, params_T, buffers_T, session.phases, {"interval": k, "checkpoints": math.ceil(T / k)})
+    return result(session, outer, grads, params_T, buffers_T, interval=k, checkpoints=math.ceil(T / k))
 
 
 def _factory(every: str | None = None):

@@ -9,8 +9,8 @@ backwards with one double-backward Hessian-vector product per step
 from __future__ import annotations
 
 from l2t.hypergrad._flat import Trajectory
-from l2t.hypergrad.base import METHODS, BackwardWalk, Episode, HypergradResult, chain_to_teacher, outer_grad
-from l2t.inner import InnerProblem
+from l2t.hypergrad.base import METHODS, BackwardWalk, HypergradResult, chain_to_teacher, outer_grad, result
+from l2t.inner import Episode, InnerProblem
 from l2t.teachers.session import TeachingSession
 from l2t.teachers.state import StateSpec
 
@@ -31,8 +31,7 @@ def reverse(problem: InnerProblem, episode: Episode, teacher, teacher_params, sp
     for t in reversed(episode.steps(problem)):
         walk.step(t, trajectory.load(t - episode.start), buffers_at.pop() if buffers_at else buffers, episode.batches(t))
     grads = chain_to_teacher(teacher, teacher_params, session, walk.d_coeffs)
-    return HypergradResult(outer, grads, params, buffers, session.phases,
-                           {"d_coeffs": walk.d_coeffs, "trajectory_bytes": trajectory.nbytes()})
+    return result(session, outer, grads, params, buffers, d_coeffs=walk.d_coeffs, trajectory_bytes=trajectory.nbytes())
 
 
 METHODS.register("reverse")(lambda: reverse)

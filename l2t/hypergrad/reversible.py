@@ -19,9 +19,10 @@ per-coordinate mixed-radix integer held as int64 chunks; a full chunk is set asi
 recorded on the way forward and restored at the same step on the way back.
 
 **Exact replay.** The backward walk recomputes the gradient at every step, so step t must see
-the very same batch, augmentation and loss coefficients as on the forward pass: batches come
-from the pure schedule (:mod:`l2t.data.batches`), coefficients are the ones recorded by the
-teacher session, and the gradient is computed by the same code path both ways. After the walk
+the very same batch, augmentation, dropout masks and loss coefficients as on the forward pass:
+batches come from the pure schedule (:mod:`l2t.data.batches`), stochastic layers draw from
+generators seeded with the batch's seed (:mod:`l2t.students.base`), coefficients are the ones
+recorded by the teacher session, and the gradient is computed by the same code path both ways. After the walk
 the reconstructed ``Ω_0`` is compared with the initial weights bit for bit; a mismatch
 (a nondeterministic GPU kernel, say) is an error, never a silently wrong hypergradient.
 
@@ -41,8 +42,8 @@ import torch
 
 from l2t.errors import L2TError
 from l2t.hypergrad._flat import FlatLayout
-from l2t.hypergrad.base import METHODS, BackwardWalk, Episode, HypergradResult, chain_to_teacher, linearize, outer_grad
-from l2t.inner import InnerProblem
+from l2t.hypergrad.base import METHODS, BackwardWalk, HypergradResult, chain_to_teacher, linearize, outer_grad, result
+from l2t.inner import Episode, InnerProblem
 from l2t.teachers.session import TeachingSession
 from l2t.teachers.state import StateSpec
 
@@ -186,8 +187,8 @@ def reversible(
             "pass is not deterministic here (on GPU try torch.use_deterministic_algorithms(True))"
         )
     grads = chain_to_teacher(teacher, teacher_params, session, walk.d_coeffs)
-    return HypergradResult(outer, grads, params_T, buffers, session.phases,
-                           {"R": R, "momentum": f"{n}/{d}", "info_bytes": info_bytes, "reconstructed_initial_weights": True})
+    return result(session, outer, grads, params_T, buffers, R=R, momentum=f"{n}/{d}", info_bytes=info_bytes,
+                  reconstructed_initial_weights=True)
 
 
 def _factory(R: str | None = None):

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from collections import deque
 
-from l2t.hypergrad.base import METHODS, BackwardWalk, Episode, HypergradResult, chain_to_teacher, outer_grad
-from l2t.inner import InnerProblem
+from l2t.hypergrad.base import METHODS, BackwardWalk, HypergradResult, chain_to_teacher, outer_grad, result
+from l2t.inner import Episode, InnerProblem
 from l2t.teachers.session import TeachingSession
 from l2t.teachers.state import StateSpec
 
@@ -32,8 +32,7 @@ def truncated(problem: InnerProblem, episode: Episode, teacher, teacher_params, 
         t, p_t, b_t = window.pop()
         walk.step(t, p_t, b_t, episode.batches(t))
     grads = chain_to_teacher(teacher, teacher_params, session, walk.d_coeffs)
-    info = {"K": K, "exact": K >= problem.steps, "d_coeffs": walk.d_coeffs}  # exact within the episode
-    return HypergradResult(outer, grads, params, buffers, session.phases, info)
+    return result(session, outer, grads, params, buffers, K=K, exact=K >= problem.steps, d_coeffs=walk.d_coeffs)
 
 
 def _factory(K: str | None = None):

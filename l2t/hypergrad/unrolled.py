@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from l2t.hypergrad.base import METHODS, Episode, HypergradResult, _zero_if_none
-from l2t.inner import InnerProblem, rollout
+from l2t.hypergrad.base import METHODS, HypergradResult, _zero_if_none
+from l2t.inner import Episode, InnerProblem, rollout
+from l2t.pytree import detach
 from l2t.teachers.session import Phase, TeachingSession
 from l2t.teachers.state import StateSpec
 
@@ -23,14 +24,15 @@ def unrolled(problem: InnerProblem, episode: Episode, teacher, teacher_params, s
                                      start=episode.start, stop=episode.start + problem.steps, velocity=episode.velocity)
         outer = problem.outer_loss(params, buffers)
         grads = torch.autograd.grad(outer, tuple(leaf.values()), allow_unused=True)
-    phases = [Phase(p.start, p.features, p.coeffs.detach()) for p in session.phases]
+    phases = [Phase(p.start, p.features, detach(p.coeffs)) for p in session.phases]
     return HypergradResult(
         outer.item(),
         {k: _zero_if_none(g, leaf[k]) for k, g in zip(leaf, grads)},
         {k: v.detach() for k, v in params.items()},
         buffers,
         phases,
+        detach(session.memory),
     )
 
 
-METHODS.register("unrolled")(lambda: unrolled)
+METHODS.register("unrolled", replays=False)(lambda: unrolled)

@@ -45,15 +45,22 @@ def create_loss(name: str, **kwargs) -> LossFn:
     return LOSSES.create(name, **kwargs)
 
 
+def masked_sum(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Sum over the real positions. Padding is selected away (``where``), never multiplied by
+    zero, so a NaN or Inf behind the mask cannot reach the value or its gradient's value."""
+    if mask is None:
+        return values.sum()
+    return torch.where(mask.bool(), values, torch.zeros_like(values)).sum()
+
+
 def reduce_loss(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean over examples, or over the real tokens where ``mask`` is given."""
+    """Mean over examples, or over the real positions (tokens, pixels) where ``mask`` is given."""
     if mask is None:
         return values.mean()
-    mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp_min(1.0)
+    return masked_sum(values, mask) / mask.bool().sum().clamp_min(1)
 
 
 __all__ = [
     "LEARNED", "LOSSES", "LambdaSchedule", "LossFn", "SCHEDULES", "bilinear", "create_loss", "cross_entropy",
-    "label_smoothing", "large_margin", "reduce_loss", "smooth01",
+    "label_smoothing", "large_margin", "masked_sum", "reduce_loss", "smooth01",
 ]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from l2t.students.base import HeadOutputs
+from l2t.types import HeadOutputs
 
 
 def _cos_m_theta(c: torch.Tensor, m: int) -> torch.Tensor:
@@ -68,5 +68,5 @@ class LambdaSchedule:
     def value(self, step: int) -> float:
         return max(self.minimum, self.base * (1 + self.gamma * step) ** (-self.power))
 
-    def __call__(self, step, outputs, targets, params, buffers) -> torch.Tensor:
+    def __call__(self, step, outputs, batch, params, buffers) -> torch.Tensor:
         return torch.tensor(self.value(step), dtype=outputs.dtype, device=outputs.device)

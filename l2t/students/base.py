@@ -4,34 +4,38 @@ The module only defines the architecture. Training works on explicit ``params`` 
 dicts through :func:`torch.func.functional_call`, so the unrolled inner loop can hold many
 versions of the weights at once and differentiate through them; the module's own parameters are
 never written to.
+
+**Exact replay of stochastic layers.** A training-mode forward pass draws its randomness (dropout
+masks, stochastic depth, anything that samples from torch's generators) from generators seeded
+with the batch's seed, derived from ``(episode seed, step)``, and restores the global generators
+afterwards. The methods that recompute a step on the way back (``reverse``, ``checkpoint``,
+``reversible``, ``truncated``) therefore see the very masks of the forward pass. A layer that
+draws from anything else (numpy, Python's ``random``, an unseeded generator of its own) cannot be
+replayed; :meth:`Student.check_replay` finds it by running one step twice and names it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from typing import Callable, NamedTuple, Optional
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
 from torch.func import functional_call
 
 from l2t.errors import L2TError
+from l2t.pytree import tensors
 from l2t.registry import Registry
-
-Params = dict[str, torch.Tensor]
+from l2t.types import Batch, ClassificationTask, HeadOutputs, Params, Task
 
 STUDENTS: Registry[nn.Module] = Registry("student")
 
-
-class HeadOutputs(NamedTuple):
-    """What a loss that works on the classifier's geometry (large-margin softmax) needs: the logits,
-    the features entering the final linear layer ``(B, D)``, and that layer's weight ``(C, D)`` and
-    bias ``(C,)``."""
-
-    logits: torch.Tensor
-    features: torch.Tensor
-    weight: torch.Tensor
-    bias: Optional[torch.Tensor]
+#: ``train``: batch statistics, running statistics updated, stochastic layers on (seeded);
+#: ``eval``: running statistics, stochastic layers off (test time);
+#: ``batch_stats``: batch statistics, stochastic layers off (the exact dev objective, see
+#: :class:`~l2t.inner.InnerProblem`).
+MODES = ("train", "eval", "batch_stats")
 
 
 def he_init(module: nn.Module) -> None:
@@ -41,10 +45,13 @@ def he_init(module: nn.Module) -> None:
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
 
-def check_image(input_shape: tuple[int, ...], name: str) -> None:
-    """A convolutional student needs ``(C, H, W)`` inputs."""
-    if len(input_shape) != 3:
-        raise L2TError(f"{name} expects images (C, H, W), got input shape {input_shape}")
+def image_task(task: Task, name: str) -> ClassificationTask:
+    """A convolutional student needs a classification task on ``(C, H, W)`` inputs."""
+    if not isinstance(task, ClassificationTask):
+        raise L2TError(f"{name} is an image classifier; the data set poses a {task.kind} task")
+    if len(task.input_shape) != 3:
+        raise L2TError(f"{name} expects images (C, H, W), got input shape {task.input_shape}")
+    return task
 
 
 class ConvClassifier(nn.Module):
@@ -61,13 +68,35 @@ class ConvClassifier(nn.Module):
         return self.fc(x.mean(dim=(2, 3)))
 
 
-class Student:
-    """``init(seed) -> (params, buffers)``; ``apply(params, buffers, x, train) -> (outputs, buffers)``."""
+@contextlib.contextmanager
+def seeded(seed: int | None, device: torch.device) -> Iterator[None]:
+    """Torch's default generators (CPU, and the device's on CUDA) seeded with ``seed`` inside,
+    restored on the way out; a no-op for ``seed=None``."""
+    if seed is None:
+        yield
+        return
+    gens = [torch.default_generator]
+    if device.type == "cuda":
+        gens.append(torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()])
+    states = [g.get_state() for g in gens]
+    for g in gens:
+        g.manual_seed(seed)
+    try:
+        yield
+    finally:
+        for g, s in zip(gens, states):
+            g.set_state(s)
 
-    def __init__(self, name: str, module: nn.Module) -> None:
-        self.name, self.module = name, module
+
+class Student:
+    """``init(seed) -> (params, buffers)``; ``apply(params, buffers, inputs, mode, rng) -> (outputs, buffers)``."""
+
+    def __init__(self, name: str, module: nn.Module, task: Task) -> None:
+        self.name, self.module, self.task = name, module, task
         heads = [(n, m) for n, m in module.named_modules() if isinstance(m, nn.Linear)]
         self.head_name, self.head = heads[-1] if heads else (None, None)  # the final classifier
+        self._norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        self._replay_checked = False
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.module.parameters())
@@ -95,35 +124,87 @@ class Student:
         }
         return params, buffers
 
+    def _set_mode(self, mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"Invalid student mode: {mode!r} ({' | '.join(MODES)})")
+        self.module.train(mode == "train")
+        if mode == "batch_stats":
+            for m in self._norms:
+                m.train(True)
+
     def apply(
-        self, params: Params, buffers: Params, x: torch.Tensor, train: bool = True, features: bool = False
+        self, params: Params, buffers: Params, inputs: Any, mode: str = "train", *, rng: int | None = None,
+        features: bool = False,
     ) -> tuple[torch.Tensor | HeadOutputs, Params]:
-        """Forward pass. In train mode BatchNorm uses batch statistics and the returned buffers hold
-        the updated running statistics (the input ``buffers`` are left untouched). With
-        ``features`` the outputs are :class:`HeadOutputs` (logits plus the final layer's input and
-        weights)."""
+        """Forward pass on ``inputs`` (a pytree: an image batch, or source and target tokens).
+
+        In ``train`` and ``batch_stats`` mode BatchNorm uses batch statistics and the returned
+        buffers hold the updated running statistics (the input ``buffers`` are left untouched).
+        In ``train`` mode stochastic layers draw from generators seeded with ``rng`` (see the
+        module documentation). With ``features`` the outputs are :class:`HeadOutputs` (logits plus
+        the final layer's input and weights)."""
         if buffers:
             buffers = {k: v.clone() for k, v in buffers.items()}
-        self.module.train(train)
-        if not features:
-            return functional_call(self.module, (params, buffers), (x,)), buffers
-        if self.head is None:
-            raise L2TError(f"student {self.name!r} has no final linear layer to take features from")
-        seen: list[torch.Tensor] = []
-        hook = self.head.register_forward_pre_hook(lambda m, inputs: seen.append(inputs[0]))
-        try:
-            logits = functional_call(self.module, (params, buffers), (x,))
-        finally:
-            hook.remove()
+        self._set_mode(mode)
+        device = next(iter(params.values())).device
+        with seeded(rng if mode == "train" else None, device):
+            if not features:
+                return functional_call(self.module, (params, buffers), (inputs,)), buffers
+            if self.head is None:
+                raise L2TError(f"student {self.name!r} has no final linear layer to take features from")
+            seen: list[torch.Tensor] = []
+            hook = self.head.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+            try:
+                logits = functional_call(self.module, (params, buffers), (inputs,))
+            finally:
+                hook.remove()
         bias = params.get(f"{self.head_name}.bias")
         return HeadOutputs(logits, seen[-1], params[f"{self.head_name}.weight"], bias), buffers
 
+    def check_replay(self, params: Params, buffers: Params, batch: Batch) -> None:
+        """Run one training-mode forward pass twice with the batch's seed; if any layer's output
+        differs between the two while its inputs agree, that layer draws randomness that cannot be
+        replayed, and an :class:`~l2t.errors.L2TError` names it. Checked once per student."""
+        if self._replay_checked:
+            return
+        runs: list[list[tuple[str, nn.Module, list, list]]] = [[], []]
+        for run in runs:
+            def record(name):
+                def hook(module, args, out):
+                    run.append((name, module, [t.detach().clone() for t in tensors(args)],
+                                [t.detach().clone() for t in tensors(out)]))
+                return hook
 
-def create_student(name: str, input_shape: tuple[int, ...], num_classes: int, **kwargs) -> Student:
-    """Build a registered student for inputs of ``input_shape`` (without the batch axis)."""
+            handles = [m.register_forward_hook(record(n)) for n, m in self.module.named_modules()]
+            try:
+                with torch.no_grad():
+                    self.apply(params, buffers, batch.inputs, "train", rng=batch.seed)
+            finally:
+                for h in handles:
+                    h.remove()
+        a, b = runs
+        if [r[0] for r in a] != [r[0] for r in b]:
+            raise L2TError(f"student {self.name!r}: two forward passes with the same seed took different paths "
+                           "through the network; its randomness cannot be replayed by the step-wise methods")
+        for (name, module, ins_a, outs_a), (_, _, ins_b, outs_b) in zip(a, b):
+            same_in = len(ins_a) == len(ins_b) and all(torch.equal(x, y) for x, y in zip(ins_a, ins_b))
+            same_out = len(outs_a) == len(outs_b) and all(torch.equal(x, y) for x, y in zip(outs_a, outs_b))
+            if same_in and not same_out:
+                where = f"layer {name!r} ({type(module).__name__})" if name else f"the network's own forward ({type(module).__name__})"
+                raise L2TError(
+                    f"student {self.name!r}: {where} draws randomness that cannot be replayed (it does not come "
+                    "from torch's generators, which l2t seeds per step); the step-wise hypergradient methods would "
+                    "differentiate a different run. Draw it from torch, or use --hypergrad unrolled"
+                )
+        self._replay_checked = True
+
+
+def create_student(name: str, task: Task, **options) -> Student:
+    """Build a registered student for ``task`` (a :class:`~l2t.types.ClassificationTask` or
+    :class:`~l2t.types.Seq2SeqTask`)."""
     factory: Callable[..., nn.Module] = STUDENTS.get(name)
     try:
-        module = factory(input_shape=tuple(input_shape), num_classes=num_classes, **kwargs)
-    except TypeError as e:
+        module = factory(task=task, **options)
+    except (TypeError, ValueError) as e:
         raise L2TError(f"bad options for student {name!r}: {e}") from None
-    return Student(name, module)
+    return Student(name, module, task)

@@ -11,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from l2t.errors import L2TError
-from l2t.students.base import STUDENTS, ConvClassifier, check_image
+from l2t.students.base import STUDENTS, ConvClassifier, image_task
+from l2t.types import Task
 
 
 class Bottleneck(nn.Module):
@@ -64,12 +65,18 @@ class DenseNetBC(ConvClassifier):
 
 
 @STUDENTS.register("densenet_bc")
-def densenet_bc(*, input_shape: tuple[int, ...], num_classes: int, depth: int = 100, growth: int = 12) -> nn.Module:
-    check_image(input_shape, "densenet_bc")
-    return DenseNetBC(depth, growth, num_classes, input_shape[0])
+def densenet_bc(*, task: Task, depth: int = 100, growth: int = 12) -> nn.Module:
+    """DenseNet-BC of depth 6n + 4 and growth rate k (Huang et al. 2017)."""
+    return DenseNetBC(depth, growth, task.num_classes, image_task(task, "densenet_bc").input_shape[0])
 
 
-STUDENTS.register("densenet_bc_100_12")(
-    lambda *, input_shape, num_classes: densenet_bc(input_shape=input_shape, num_classes=num_classes, depth=100, growth=12))
-STUDENTS.register("densenet_bc_190_40")(
-    lambda *, input_shape, num_classes: densenet_bc(input_shape=input_shape, num_classes=num_classes, depth=190, growth=40))
+@STUDENTS.register("densenet_bc_100_12")
+def densenet_bc_100_12(*, task: Task) -> nn.Module:
+    """DenseNet-BC (L = 100, k = 12), 769,162 parameters (10 classes)."""
+    return densenet_bc(task=task, depth=100, growth=12)
+
+
+@STUDENTS.register("densenet_bc_190_40")
+def densenet_bc_190_40(*, task: Task) -> nn.Module:
+    """DenseNet-BC (L = 190, k = 40), the paper's, 25,624,430 parameters (10 classes)."""
+    return densenet_bc(task=task, depth=190, growth=40)

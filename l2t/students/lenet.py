@@ -5,13 +5,15 @@ from __future__ import annotations
 from torch import nn
 
 from l2t.errors import L2TError
-from l2t.students.base import STUDENTS
+from l2t.students.base import STUDENTS, image_task
+from l2t.types import Task
 
 
 @STUDENTS.register("lenet")
-def lenet(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """conv5(6) - pool - conv5(16) - pool - fc120 - fc84 - fc(num_classes), ReLU and max pooling."""
-    if len(input_shape) != 3 or input_shape[1:] not in ((28, 28), (32, 32)):
+def lenet(*, task: Task) -> nn.Module:
+    """LeNet-5: conv5(6) - pool - conv5(16) - pool - fc120 - fc84 - fc(classes), ReLU, max pooling."""
+    input_shape, num_classes = image_task(task, "lenet").input_shape, task.num_classes
+    if input_shape[1:] not in ((28, 28), (32, 32)):
         raise L2TError(f"lenet expects inputs of shape (C, 28, 28) or (C, 32, 32), got {input_shape}")
     pad = 2 if input_shape[1] == 28 else 0
     return nn.Sequential(

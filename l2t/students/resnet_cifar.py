@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from l2t.errors import L2TError
-from l2t.students.base import STUDENTS, ConvClassifier, check_image
+from l2t.students.base import STUDENTS, ConvClassifier, image_task
+from l2t.types import Task
 
 
 class BasicBlock(nn.Module):
@@ -53,20 +54,25 @@ class ResNetCifar(ConvClassifier):
         return self.classify(self.blocks(x))  # blocks: (B, 64, H/4, W/4)
 
 
-def _resnet(depth: int):
-    def factory(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-        check_image(input_shape, "resnet")
-        return ResNetCifar(depth, num_classes, input_shape[0])
-
-    return factory
-
-
 @STUDENTS.register("resnet")
-def resnet(*, input_shape: tuple[int, ...], num_classes: int, depth: int = 20) -> nn.Module:
-    check_image(input_shape, "resnet")
-    return ResNetCifar(depth, num_classes, input_shape[0])
+def resnet(*, task: Task, depth: int = 20) -> nn.Module:
+    """CIFAR ResNet of any depth 6n + 2 (He et al. 2016, option-A shortcuts)."""
+    return ResNetCifar(depth, task.num_classes, image_task(task, "resnet").input_shape[0])
 
 
-STUDENTS.register("resnet8")(_resnet(8))
-STUDENTS.register("resnet20")(_resnet(20))
-STUDENTS.register("resnet32")(_resnet(32))
+@STUDENTS.register("resnet8")
+def resnet8(*, task: Task) -> nn.Module:
+    """ResNet-8 for CIFAR, 75,290 parameters (10 classes)."""
+    return resnet(task=task, depth=8)
+
+
+@STUDENTS.register("resnet20")
+def resnet20(*, task: Task) -> nn.Module:
+    """ResNet-20 for CIFAR, 269,722 parameters (10 classes)."""
+    return resnet(task=task, depth=20)
+
+
+@STUDENTS.register("resnet32")
+def resnet32(*, task: Task) -> nn.Module:
+    """ResNet-32 for CIFAR, 464,154 parameters (10 classes)."""
+    return resnet(task=task, depth=32)

@@ -10,12 +10,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from l2t.errors import L2TError
-from l2t.students.base import STUDENTS, ConvClassifier, check_image
+from l2t.students.base import STUDENTS, ConvClassifier, image_task
+from l2t.types import Task
+
+
+ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh}
 
 
 class WideBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int, dropout: float) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int, dropout: float, activation: str = "relu") -> None:
         super().__init__()
+        self.act = ACTIVATIONS[activation]
         self.bn1 = nn.BatchNorm2d(c_in)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
@@ -24,9 +29,9 @@ class WideBlock(nn.Module):
         self.shortcut = None if (c_in == c_out and stride == 1) else nn.Conv2d(c_in, c_out, 1, stride, 0, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        o = F.relu(self.bn1(x))
+        o = self.act(self.bn1(x))
         y = self.conv1(o)
-        y = F.relu(self.bn2(y))
+        y = self.act(self.bn2(y))
         if self.dropout:
             y = F.dropout(y, self.dropout, self.training)
         y = self.conv2(y)
@@ -34,8 +39,12 @@ class WideBlock(nn.Module):
 
 
 class WideResNet(ConvClassifier):
-    def __init__(self, depth: int, widen: int, num_classes: int, in_channels: int = 3, dropout: float = 0.0) -> None:
+    def __init__(self, depth: int, widen: int, num_classes: int, in_channels: int = 3, dropout: float = 0.0,
+                 activation: str = "relu") -> None:
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise L2TError(f"unknown WRN activation {activation!r}; known: {', '.join(ACTIVATIONS)}")
+        self.act = ACTIVATIONS[activation]
         if (depth - 4) % 6 or depth < 10:
             raise L2TError(f"WRN depth must be 6n + 4 with n >= 1 (10, 16, 22, 28, ...), got {depth}")
         if widen < 1:
@@ -45,7 +54,7 @@ class WideResNet(ConvClassifier):
         blocks, c = [], 16
         for width, stride in ((16 * widen, 1), (32 * widen, 2), (64 * widen, 2)):
             for i in range(n):
-                blocks.append(WideBlock(c, width, stride if i == 0 else 1, dropout))
+                blocks.append(WideBlock(c, width, stride if i == 0 else 1, dropout, activation))
                 c = width
         self.blocks = nn.Sequential(*blocks)
         self.bn = nn.BatchNorm2d(c)
@@ -53,14 +62,24 @@ class WideResNet(ConvClassifier):
         self.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classify(F.relu(self.bn(self.blocks(self.conv(x)))))
+        return self.classify(self.act(self.bn(self.blocks(self.conv(x)))))
 
 
 @STUDENTS.register("wrn")
-def wrn(*, input_shape: tuple[int, ...], num_classes: int, depth: int = 16, widen: int = 4, dropout: float = 0.0) -> nn.Module:
-    check_image(input_shape, "wrn")
-    return WideResNet(depth, widen, num_classes, input_shape[0], dropout)
+def wrn(*, task: Task, depth: int = 16, widen: int = 4, dropout: float = 0.0, activation: str = "relu") -> nn.Module:
+    """Wide ResNet of depth 6n + 4 and widen factor k, optional dropout (Zagoruyko & Komodakis 2016).
+
+    ``activation`` relu (the paper's) | gelu | tanh: smooth ones avoid kinks in finite-difference checks."""
+    return WideResNet(depth, widen, task.num_classes, image_task(task, "wrn").input_shape[0], dropout, activation)
 
 
-STUDENTS.register("wrn16_4")(lambda *, input_shape, num_classes: wrn(input_shape=input_shape, num_classes=num_classes, depth=16, widen=4))
-STUDENTS.register("wrn28_10")(lambda *, input_shape, num_classes: wrn(input_shape=input_shape, num_classes=num_classes, depth=28, widen=10))
+@STUDENTS.register("wrn16_4")
+def wrn16_4(*, task: Task) -> nn.Module:
+    """WRN-16-4, 2,748,890 parameters (10 classes)."""
+    return wrn(task=task, depth=16, widen=4)
+
+
+@STUDENTS.register("wrn28_10")
+def wrn28_10(*, task: Task) -> nn.Module:
+    """WRN-28-10, 36,479,194 parameters (10 classes)."""
+    return wrn(task=task, depth=28, widen=10)

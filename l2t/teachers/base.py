@@ -26,6 +26,7 @@ class Teacher(nn.Module):
     loss_name: str = "bilinear"
 
     def init_memory(self) -> Any:
+        """The memory at the very start of teaching: ``None``, or a pytree of tensors."""
         return None
 
     def loss_kwargs(self) -> dict:

@@ -16,24 +16,31 @@ from typing import Any
 
 import torch
 
-from l2t.students.base import Params, Student
+from l2t.pytree import detach
+from l2t.students.base import Student
 from l2t.teachers.base import call_teacher
-from l2t.teachers.state import StateSpec, StateTracker, predict
+from l2t.teachers.state import StateSpec
+from l2t.types import Batch, Params
 
 
 @dataclass
 class Phase:
+    """A phase of teaching: its first global step, the state features read there and the
+    coefficients (a pytree: one ``Φ``, or several tensors) the teacher set for it."""
+
     start: int
     features: torch.Tensor
-    coeffs: torch.Tensor
+    coeffs: Any
 
 
 class TeachingSession:
-    """``session(step, outputs, targets, params, buffers) -> coeffs``.
+    """``session(step, outputs, batch, params, buffers) -> coeffs``.
 
     With ``differentiable=True`` the coefficients keep their graph to ``teacher_params`` (used by
     the ``unrolled`` reference method); otherwise they are detached. ``frozen_features`` replays
     the features of an earlier run instead of reading the student (finite-difference checks).
+    ``memory`` is the teacher's memory at the start (``None``: ``teacher.init_memory()``);
+    :attr:`memory` holds it after the last phase.
     """
 
     def __init__(
@@ -48,7 +55,7 @@ class TeachingSession:
         frozen_features: list[torch.Tensor] | None = None,
     ) -> None:
         self.teacher, self.teacher_params, self.student = teacher, teacher_params, student
-        self.tracker = StateTracker(spec)
+        self.tracker = spec.tracker()
         self.memory0 = teacher.init_memory() if memory is None else memory
         self.memory = self.memory0
         self.differentiable = differentiable
@@ -56,26 +63,26 @@ class TeachingSession:
         self.phases: list[Phase] = []
         self.phase_of_step: dict[int, int] = {}  # global step -> index into phases
 
-    def __call__(self, step: int, outputs: torch.Tensor, targets: torch.Tensor, params: Params, buffers: Params) -> torch.Tensor:
-        self.tracker.observe(outputs, targets)
+    def __call__(self, step: int, outputs: torch.Tensor, batch: Batch, params: Params, buffers: Params) -> Any:
+        self.tracker.observe(outputs, batch)
         if self.tracker.is_refresh(step) or not self.phases:
             if self.frozen_features is not None:
                 features = self.frozen_features[len(self.phases)]
             else:
                 dtype = next(iter(params.values())).dtype
-                pred = predict(self.student, params, buffers, self.tracker.spec.x_dev, self.tracker.spec.eval_batch)
-                features = self.tracker.features(step, pred, dtype)
+                features = self.tracker.features(step, self.tracker.dev(self.student, params, buffers), dtype)
             with torch.set_grad_enabled(self.differentiable):
                 coeffs, self.memory = call_teacher(self.teacher, self.teacher_params, features, self.memory)
             if not self.differentiable:
-                coeffs = coeffs.detach()
+                coeffs, self.memory = detach(coeffs), detach(self.memory)
             self.phases.append(Phase(step, features, coeffs))
         self.phase_of_step[step] = len(self.phases) - 1
         return self.phases[-1].coeffs
 
 
-def replay(teacher: torch.nn.Module, teacher_params: dict[str, torch.Tensor], features: list[torch.Tensor], memory: Any) -> list[torch.Tensor]:
-    """Recompute each phase's coefficients from recorded features, with autograd to the teacher."""
+def replay(teacher: torch.nn.Module, teacher_params: dict[str, torch.Tensor], features: list[torch.Tensor], memory: Any) -> list[Any]:
+    """Recompute each phase's coefficients from recorded features, with autograd to the teacher
+    (through its memory, from the memory the episode started with)."""
     out = []
     for f in features:
         coeffs, memory = call_teacher(teacher, teacher_params, f, memory)
