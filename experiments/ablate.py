@@ -33,7 +33,7 @@ def run_variant(name: str, spec: dict, base: Path | None, out: Path, seeds: int,
         teach(cfg, teach_dir, resume=(teach_dir / STATE_FILE).exists(), progress=False)
         loss = load_loss(cfg, f"teacher:{teach_dir}")
     for s in range(seeds):
-        record_student(cfg, data, loss, s, out / name / f"seed{s}")
+        record_student(cfg, data, loss, s, out / name / f"seed{s}", overwrite=True)
 
 
 def report(variants: dict, out: Path, seeds: int) -> str:

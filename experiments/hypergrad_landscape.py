@@ -15,7 +15,7 @@ import itertools
 
 import torch
 
-from l2t.build import build_problem, build_student, build_teacher, load_splits, make_episode, state_spec
+from l2t.build import build_problem, build_student, build_teacher, load_splits, make_episode, resolve_device, resolve_dtype, state_spec
 from l2t.config import load_config
 from l2t.hypergrad import hypergradient
 from l2t.inner import rollout
@@ -33,7 +33,7 @@ def main() -> None:
     cfg = load_config(args.config, args.overrides)
     data = load_splits(cfg)
     student = build_student(cfg, data)
-    teacher = build_teacher(cfg, data).to(dtype=data.train.x.dtype)
+    teacher = build_teacher(cfg, data).to(device=resolve_device(cfg.device), dtype=resolve_dtype(cfg.dtype))
     problem = build_problem(cfg, data, student, create_loss(teacher.loss_name, **teacher.loss_kwargs()))
     spec = state_spec(cfg, data)
     tp = teacher_params(teacher)

@@ -20,7 +20,7 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from l2t.build import build_problem, build_student, load_splits, make_episode, state_spec
+from l2t.build import build_problem, build_student, load_splits, make_episode, resolve_device, resolve_dtype, state_spec
 from l2t.config import load_config
 from l2t.data import derive_seed
 from l2t.data.batches import TAG_TEACH
@@ -69,7 +69,7 @@ def variant(loaded: LoadedTeacher, *, zero_w: bool = False, eps: float | None = 
 def hypergrad_norm(cfg, run_dir: str, dtype: str) -> tuple[float, float]:
     cfg = replace(cfg, dtype=dtype)
     data = load_splits(cfg)
-    loaded = load_teacher(run_dir, dtype=data.train.x.dtype)
+    loaded = load_teacher(run_dir, resolve_device(cfg.device), resolve_dtype(cfg.dtype))
     student = build_student(cfg, data)
     problem = build_problem(cfg, data, student, create_loss(loaded.meta["loss"], **loaded.meta["loss_kwargs"]))
     episode = make_episode(cfg, data, student, derive_seed(cfg.seed, TAG_TEACH, 0, 0))
@@ -88,7 +88,7 @@ def main() -> None:
     args = p.parse_args()
     cfg = load_config(f"{args.run_dir}/config.json")
     data = load_splits(cfg)
-    loaded = load_teacher(args.run_dir, dtype=data.train.x.dtype)
+    loaded = load_teacher(args.run_dir, resolve_device(cfg.device), resolve_dtype(cfg.dtype))
     off = loaded.params["W"].clone()
     off[torch.arange(off.shape[0]), torch.arange(off.shape[0])] = 0
     print(f"teacher {args.run_dir}: max |W(y, y)| {loaded.params['W'].diagonal().abs().max():.2e}, "

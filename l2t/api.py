@@ -16,6 +16,8 @@ after), asks the teacher for new coefficients and holds them until the next refr
 
 from __future__ import annotations
 
+import logging
+
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +25,13 @@ import torch
 from torch import nn
 
 from l2t.data.examples import TensorExamples
+from l2t.errors import L2TError
 from l2t.losses import create_loss, reduce_loss
 from l2t.teachers import DevStats, LoadedTeacher, StateSpec, call_teacher, load_teacher
 from l2t.types import Batch
+
+
+log = logging.getLogger(__name__)
 
 
 class TeacherLoss:
@@ -42,6 +48,7 @@ class TeacherLoss:
         eval_batch: int = 1024,
     ) -> None:
         num_classes = int(teacher.teacher.config()["num_classes"])
+        teacher.check_fits(num_classes)
         every = teacher.state_every if state_every is None else state_every
         self.teacher, self.params = teacher.teacher, teacher.params
         self.loss = create_loss(teacher.meta["loss"], **teacher.meta["loss_kwargs"])
@@ -49,6 +56,7 @@ class TeacherLoss:
         self.tracker = StateSpec(num_classes, total_steps, every, dev, teacher.features).tracker()
         self.memory: Any = teacher.memory  # the teacher's memory (None for a teacher without)
         self.coeffs: Any = None  # the loss coefficients in force (Φ_t)
+        self._warned = False
 
     @classmethod
     def load(cls, path: str | Path, x_dev: torch.Tensor, y_dev: torch.Tensor, total_steps: int, **kw) -> "TeacherLoss":
@@ -68,6 +76,17 @@ class TeacherLoss:
                  mask: torch.Tensor | None = None) -> torch.Tensor:
         """The mean loss over the real positions of ``logits (..., C)`` (``mask`` like ``targets``,
         True at real positions; ``None``: all)."""
+        spec = self.tracker.spec
+        if logits.shape[-1] != spec.num_classes:
+            raise L2TError(f"TeacherLoss: the teacher sets a loss over {spec.num_classes} classes, the logits have "
+                           f"{logits.shape[-1]}")
+        if logits.shape[:-1] != targets.shape or targets.is_floating_point():
+            raise L2TError(f"TeacherLoss: targets must be integer classes of shape {tuple(logits.shape[:-1])}, got "
+                           f"{targets.dtype} {tuple(targets.shape)}")
+        if step >= spec.total_steps and not self._warned:
+            self._warned = True
+            log.warning("TeacherLoss: step %d is past total_steps = %d: the teacher's t/T feature leaves the range "
+                        "it was trained on", step, spec.total_steps)
         self.tracker.observe(logits.detach(), Batch(None, targets, mask))
         if self.coeffs is None or self.tracker.is_refresh(step):
             features = self.tracker.features(step, self._dev_stats(model), logits.dtype)

@@ -87,6 +87,9 @@ def build_optimizer(cfg: Config) -> MomentumSGD:
 
 
 def build_problem(cfg: Config, data: DataSplits, student: Student, loss: LossFn) -> InnerProblem:
+    if getattr(loss, "needs_features", False) and (data.task.kind != "classification" or student.head is None):
+        raise L2TError(f"large-margin softmax needs an image classifier with a linear head; student "
+                       f"{student.name!r} on a {data.task.kind} task has none")
     if cfg.inner.steps < 1:
         raise L2TError(f"inner.steps must be at least 1, got {cfg.inner.steps}")
     if cfg.outer.bn_mode not in BN_MODES:

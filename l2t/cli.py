@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -17,25 +18,57 @@ from l2t.errors import L2TError
 log = logging.getLogger("l2t")
 
 
-def _common(p: argparse.ArgumentParser, *, data: bool = True) -> None:
+def _common(p: argparse.ArgumentParser, *, data: bool = True, trains: bool = True) -> None:
+    from l2t.students import STUDENTS
+
     if data:
-        p.add_argument("--config", help="TOML config file (see configs/); defaults are the digits demo")
-        p.add_argument("--data", help="digits | fashion-mnist | mnist | cifar10 | cifar100 | FOLDER (IDX or CIFAR files) | FILE.npz")
+        p.add_argument("--config", help="a TOML config: a file, or a shipped one by name (l2t config --list), e.g. "
+                                        "fashion/fashion_lenet; without it, the shipped config of --data and --student "
+                                        "when there is one, else the digits demo's defaults")
+        p.add_argument("--data", help="digits | toy-reverse | fashion-mnist | mnist | cifar10 | cifar100 | FOLDER (IDX or "
+                                      "CIFAR files) | FILE.npz (l2t list)")
         p.add_argument("--download", action="store_true",
                        help="fetch a named public data set (checksummed) into $L2T_DATA_DIR or ~/.cache/l2t first")
-        p.add_argument("--student", help="student architecture (l2t list); resets student options from the config")
+        p.add_argument("--student", help=f"student architecture: {', '.join(STUDENTS.list())}; resets the student's "
+                                         "options from the config")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config value, e.g. --set inner.lr=0.05 (repeatable)")
+                       help="override any config value, e.g. --set inner.lr=0.05 (repeatable; l2t config --show lists "
+                            "the keys)")
+    if trains:
+        p.add_argument("--steps", type=int, help="student training steps (inner.steps)")
+        p.add_argument("--epochs", type=float, help="student training length in epochs of the training split (sets inner.steps)")
+        p.add_argument("--lr", type=float, help="the student's learning rate (inner.lr)")
+        p.add_argument("--batch-size", type=int, help="training batch size (inner.batch_size)")
+    p.add_argument("--threads", type=int,
+                   help=f"CPU threads for torch (default {default_threads()}: one per core, at most {MAX_THREADS}; "
+                        "use 1 when other work shares the cores)")
     p.add_argument("--seed", type=int, help="random seed (default: the config's, 0)")
     p.add_argument("--device", help="cpu (default) or cuda[:N]")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
+#: torch's own default is one thread per core; more than this many rarely helps the small students
+MAX_THREADS = 8
+
+
+def default_threads() -> int:
+    return max(1, min(os.cpu_count() or 1, MAX_THREADS))
+
+
 def _config(args: argparse.Namespace, **extra) -> Config:
-    """The config file, then the named flags, then ``--set`` overrides, then ``extra``."""
+    """The config file (or the shipped config of --data and --student), then the named flags,
+    then ``--set`` overrides, then ``extra``."""
+    from l2t.config import default_config_for
+
+    path = args.config
+    if path is None and args.data and args.student:
+        path = default_config_for(args.data, args.student)
+        if path is not None:
+            log.info("using the shipped config %s for %s / %s (pass --config to choose another)", path, args.data,
+                     args.student)
     overrides: dict = {}
-    base = load_config(args.config)
+    base = load_config(path)
     if args.data:
         overrides["data.name"] = args.data
     if args.download:
@@ -47,9 +80,28 @@ def _config(args: argparse.Namespace, **extra) -> Config:
         overrides["seed"] = args.seed
     if args.device:
         overrides["device"] = args.device
+    for flag, key in (("steps", "inner.steps"), ("lr", "inner.lr"), ("batch_size", "inner.batch_size")):
+        if getattr(args, flag, None) is not None:
+            overrides[key] = getattr(args, flag)
     overrides |= dict(parse_override(item) for item in args.overrides)
     overrides |= {k: v for k, v in extra.items() if v is not None}
-    return load_config(args.config, overrides)
+    cfg = load_config(path, overrides)
+    if getattr(args, "epochs", None) is not None:
+        cfg = _with_epochs(cfg, args.epochs)
+    return cfg
+
+
+def _with_epochs(cfg: Config, epochs: float) -> Config:
+    from dataclasses import replace
+
+    from l2t.build import load_splits
+
+    if not epochs > 0:
+        raise L2TError(f"--epochs must be positive, got {epochs}")
+    per_epoch = len(load_splits(cfg).train) // cfg.inner.batch_size
+    steps = max(1, round(epochs * per_epoch))
+    log.info("%g epochs of %d batches: %d steps", epochs, per_epoch, steps)
+    return replace(cfg, inner=replace(cfg.inner, steps=steps))
 
 
 def _default_out(kind: str, cfg: Config) -> Path:
@@ -61,29 +113,50 @@ def cmd_teach(args: argparse.Namespace) -> int:
     from l2t.teach import teach
 
     if args.resume:
-        res = teach(None, args.resume, resume=True, progress=not args.no_progress)
+        res = teach(None, args.resume, resume=True, progress=not args.no_progress, tensorboard=args.tensorboard)
     else:
         cfg = _config(args, **{"outer.hypergrad": args.hypergrad})
-        res = teach(cfg, args.out or _default_out("teach", cfg), progress=not args.no_progress)
+        res = teach(cfg, args.out or _default_out("teach", cfg), progress=not args.no_progress, tensorboard=args.tensorboard)
     print(f"teacher written to {res.teacher_path} ({len(res.metrics)} teacher steps, {res.skipped} skipped)")
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from l2t.build import load_splits
-    from l2t.train import load_loss, record_student
+    from l2t.train import TaughtLoss, load_loss, record_student
 
     cfg = _config(args)
     data = load_splits(cfg)
     loss = load_loss(cfg, args.loss)
     label = loss.label
-    out = Path(args.out) if args.out else _default_out(f"train-{label}", cfg)
-    res = _with_progress(lambda hook: record_student(cfg, data, loss, cfg.seed, out, on_step=hook), cfg.inner.steps,
-                         f"student ({label})", args.no_progress)
+    # a teacher's students are named after the teacher's run folder, so two teachers' never collide
+    name = label if not isinstance(loss, TaughtLoss) else f"{label}-{Path(loss.path).resolve().name}"
+    out = Path(args.out) if args.out else _default_out(f"train-{name}", cfg)
+    res = _with_progress(lambda hook: record_student(cfg, data, loss, cfg.seed, out, on_step=hook, overwrite=args.overwrite,
+                                                     tensorboard=args.tensorboard),
+                         cfg.inner.steps, f"student ({label})", args.no_progress)
     print(f"test error {100 * res.test_error:.2f}% (dev error {100 * res.dev_error:.2f}%), loss {label}, seed {cfg.seed}"
           + (" -- DIVERGED" if res.diverged else ""))
+    for hint in advice(cfg, data, loss, res):
+        print(f"note: {hint}")
     print(f"results in {out}")
     return 0
+
+
+def advice(cfg: Config, data, loss, res) -> list[str]:
+    """What to change when a run diverged or ended near chance."""
+    chance = 1 - 1 / data.num_classes
+    if res.diverged or res.test_error >= chance - 0.02:
+        what = "diverged" if res.diverged else f"ended near chance ({100 * res.test_error:.1f}% error; chance {100 * chance:.1f}%)"
+        lr = cfg.inner.lr
+        if getattr(loss, "name", "") == "smooth01":
+            K = float(cfg.loss_options.get("smooth01", {}).get("K", 50.0))
+            tip = (f"smooth 0-1's gradient at a zero margin is K/2 = {K / 2:g} times cross entropy's: try "
+                   f"--lr {lr * 2 / K:.2g}")
+        else:
+            tip = f"try a smaller learning rate (--lr {lr / 10:.2g}) or more steps (--steps)"
+        return [f"the student {what} at lr {lr:g} with {cfg.inner.steps} steps; {tip}"]
+    return []
 
 
 def _with_progress(fn, total: int, desc: str, disabled: bool):
@@ -109,6 +182,8 @@ def cmd_check_grad(args: argparse.Namespace) -> int:
     from l2t.build import resolve_device
     from l2t.gradcheck import check, check_config, check_problem
 
+    if args.directions < 1:
+        raise L2TError(f"--directions must be at least 1, got {args.directions}")
     device = resolve_device(args.device or "cpu")
     cfg = check_config(student=args.student, teacher=args.teacher, steps=args.steps, every=args.every,
                        seed=args.seed or 0, momentum=args.momentum, device=str(device), overrides=args.overrides)
@@ -118,8 +193,9 @@ def cmd_check_grad(args: argparse.Namespace) -> int:
           f"{cfg.inner.steps} momentum-SGD steps, state refreshed every {cfg.teacher.state_every}")
     for i, e in enumerate(res.rel_errors):
         print(f"  direction {i}: relative error {e:.3e}")
-    print(f"max relative error vs central finite differences: {worst:.3e} (tolerance {args.tol:.0e}); "
-          f"{res.jumps}/{res.evaluations} perturbed runs crossed a state-feature jump")
+    held = ("the state features (continuous here) held at the nominal run's values" if res.continuous_features
+            else f"{res.jumps}/{res.evaluations} perturbed runs crossed a state-feature jump")
+    print(f"max relative error vs central finite differences: {worst:.3e} (tolerance {args.tol:.0e}); {held}")
     ok = worst <= args.tol and torch.isfinite(torch.tensor(worst))
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
@@ -141,28 +217,54 @@ def cmd_list(args: argparse.Namespace) -> int:
     from l2t.students import STUDENTS
     from l2t.teachers import STATE_FEATURES, TEACHERS
 
-    for family, reg in [("students", STUDENTS), ("losses", LOSSES), ("teachers", TEACHERS),
-                        ("state features", STATE_FEATURES), ("hypergradient methods", METHODS),
-                        ("dev objectives", OBJECTIVES), ("data sets", DATASETS)]:
-        print(f"{family}: {', '.join(reg.list())}")
+    for family, reg, flag in [
+        ("students", STUDENTS, "--student NAME"), ("losses", LOSSES, "train --loss NAME"),
+        ("teachers", TEACHERS, "--set teacher.name=NAME"), ("state features", STATE_FEATURES, "--set teacher.features=NAME"),
+        ("hypergradient methods", METHODS, "teach --hypergrad NAME"), ("dev objectives", OBJECTIVES, "--set outer.objective=NAME"),
+        ("data sets", DATASETS, "--data NAME"),
+    ]:
+        print(f"{family} ({flag}):")
+        for name in reg.list():
+            print(f"  {reg.usage(name):<20} {reg.describe(name)}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def cmd_config(args: argparse.Namespace) -> int:
+    from l2t.config import CONFIG_DIR, describe, shipped_configs
+
+    if args.list:
+        print(f"shipped configs (in {CONFIG_DIR}; pass one to --config by name):")
+        for name in shipped_configs():
+            print(f"  {name.removesuffix('.toml')}")
+        return 0
+    print(describe(_config(args)))
+    return 0
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    from l2t import __version__
+    from l2t.losses import LOSSES
+
     parser = argparse.ArgumentParser(prog="l2t", description="Learning to teach with dynamic loss functions.")
+    parser.add_argument("--version", action="version", version=f"l2t {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
+    fixed = ", ".join(n for n in LOSSES.list() if n != "bilinear")
 
     p = sub.add_parser("teach", help="train a teacher (Algorithm 1) into a run folder")
     _common(p)
     p.add_argument("--out", help="run folder (default runs/teach-DATA-STUDENT/seedN)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (uses its saved config)")
     p.add_argument("--hypergrad", help="hypergradient method (l2t list)")
+    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files (pip install 'l2t[tensorboard]')")
     p.set_defaults(func=cmd_teach)
 
     p = sub.add_parser("train", help="train one student with a loss or a teacher; print its test error")
     _common(p)
-    p.add_argument("--loss", required=True, help="ce | smooth01 | teacher:PATH (teacher file or teach run folder)")
+    p.add_argument("--loss", required=True, help=f"{fixed} (l2t list), or teacher:PATH (a teacher file or a teach run "
+                                                  "folder)")
     p.add_argument("--out", help="run folder (default runs/train-LOSS-DATA-STUDENT/seedN)")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out (refused otherwise)")
+    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard event files (pip install 'l2t[tensorboard]')")
     p.set_defaults(func=cmd_train)
 
     for name, text, default in [
@@ -176,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("check-grad", help="hypergradient vs central finite differences on a float64 problem")
-    _common(p, data=False)
+    _common(p, data=False, trains=False)
     p.add_argument("--method", default="reverse", help="hypergradient method (l2t list)")
     p.add_argument("--student", default="mlp", help="any registered student (l2t list); small options by default")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -199,16 +301,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="registered students, losses, teachers, methods, data sets")
     p.set_defaults(func=cmd_list)
-    return parser
+
+    p = sub.add_parser("config", help="the resolved config with each key's meaning (--show), or the shipped configs (--list)")
+    _common(p)
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--show", action="store_true", help="print the config --config and --set resolve to")
+    group.add_argument("--list", action="store_true", help="list the shipped configs")
+    p.set_defaults(func=cmd_config)
+    return parser, dict(sub.choices)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser, commands = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # the subcommand's usage, not the top level's
+        commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)} (l2t {args.command} --help lists "
+                                     "the options; any config key: --set section.key=value)")
     logging.basicConfig(
         level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        if getattr(args, "threads", None) is not None and args.threads < 1:
+            raise L2TError(f"--threads must be at least 1, got {args.threads}")
+        _set_threads(getattr(args, "threads", None))
         return args.func(args)
     except L2TError as e:
         print(f"l2t: error: {e}", file=sys.stderr)
@@ -216,6 +332,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("l2t: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `l2t report ... | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _set_threads(threads: int | None) -> None:
+    import torch
+
+    torch.set_num_threads(threads or default_threads())
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from l2t.build import load_splits
 from l2t.config import TEACHER_LOSS, Config
 from l2t.errors import L2TError
-from l2t.figures import plot_coeffs, plot_dev_measure
+from l2t.figures import has_phi, plot_coeffs, plot_dev_measure
 from l2t.io import write_json
 from l2t.losses import LOSSES
 from l2t.report import mean_std, seed_summaries
@@ -72,14 +72,16 @@ def run_experiment(cfg: Config, out: Path, *, seeds: int, progress: bool = True)
     jobs = [(loss, s) for loss in cfg.losses for s in range(seeds)]
     for loss, s in tqdm(jobs, desc="students", disable=not progress, unit="run"):
         c = replace(cfg, seed=s, inner=replace(cfg.inner, lr=lrs[loss]))
-        record_student(c, data, specs[loss], s, out / loss / f"seed{s}")
+        record_student(c, data, specs[loss], s, out / loss / f"seed{s}", overwrite=True)
 
     table = results_table(out, cfg.losses, seeds)
     figures = ""
     if TEACHER_LOSS in cfg.losses:
-        fig3 = plot_dev_measure(out / "teach", out / "fig3_dev_measure.png")
-        fig4 = plot_coeffs(out / TEACHER_LOSS / "seed0" / "phases.safetensors", out / "fig4_coeffs.png")
-        figures = f"; figures: {fig3}, {fig4}"
+        figures = [plot_dev_measure(out / "teach", out / "fig3_dev_measure.png")]
+        phases = out / TEACHER_LOSS / "seed0" / "phases.safetensors"
+        if phases.exists() and has_phi(phases):
+            figures.append(plot_coeffs(phases, out / "fig4_coeffs.png"))
+        figures = "; figures: " + ", ".join(map(str, figures))
     write_json(out / "results.json", {"lr": lrs, "lr_tuning_dev_error": {k: {str(lr): e for lr, e in v.items()} for k, v in tuning.items()}})
     report = (
         f"Test error on {cfg.data.name} ({len(data.test)} test examples), student {cfg.student.name}, "

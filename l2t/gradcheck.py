@@ -128,11 +128,13 @@ def check_problem(cfg: Config, *, start: int = 0) -> CheckProblem:
     spec = state_spec(cfg, data)
     spec = StateSpec(spec.num_classes, start + cfg.inner.steps, spec.every, spec.dev, spec.features)
     episode = make_episode(cfg, data, student, cfg.seed)
+    memory = teacher.init_memory()
     if start:
         session = TeachingSession(teacher, tparams, spec, student)
         params, velocity, buffers = rollout(problem, episode.params, episode.buffers, episode.batches, session, stop=start)
         episode = Episode(params, buffers, episode.batches, start=start, velocity=velocity)
-    return CheckProblem(problem, episode, teacher, tparams, spec, teacher.init_memory())
+        memory = session.memory
+    return CheckProblem(problem, episode, teacher, tparams, spec, memory)
 
 
 def tiny_problem(*, start: int = 0, batchnorm: bool = False, dropout: float = 0.0, off_diagonal_eps: float = 0.0,
@@ -209,6 +211,7 @@ class CheckResult:
     grads: dict[str, torch.Tensor]
     jumps: int  # perturbed runs whose real state features differed from the nominal run's
     evaluations: int
+    continuous_features: bool = False  # the features move with every perturbation (generic)
 
     @property
     def max_rel_error(self) -> float:
@@ -235,7 +238,7 @@ def check(cp: CheckProblem, method: str, *, directions: int = 6, eps: float = 1e
         fd = (8 * (j[1] - j[-1]) - (j[2] - j[-2])) / (12 * eps)
         analytic = float(g @ d)
         errors.append(abs(analytic - fd) / max(abs(analytic), abs(fd), 1e-300))
-    return CheckResult(method, errors, res.grads, jumps, 4 * directions)
+    return CheckResult(method, errors, res.grads, jumps, 4 * directions, cp.spec.tracker().continuous)
 
 
 def check_method(method: str, *, directions: int = 6, eps: float = 1e-5, seed: int = 0, **problem_kw) -> CheckResult:

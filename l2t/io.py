@@ -22,16 +22,41 @@ from l2t.errors import L2TError
 from l2t.pytree import named_leaves, tree_flatten, tree_unflatten
 
 
+TMP_SUFFIX = ".tmp"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_target(path: Path) -> tuple[int, str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """A temporary file beside ``path``, with the mode a plain ``open`` would give it (mkstemp
+    makes it 0600)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    except OSError as e:
+        raise L2TError(f"cannot write {path}: {e.strerror or e}") from None
+    os.chmod(tmp, 0o666 & ~_umask())
+    return fd, tmp
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete the temporary files a killed writer left in ``folder`` (and one level down);
+    returns how many."""
+    stale = [f for pattern in (f".*{TMP_SUFFIX}", f"*/.*{TMP_SUFFIX}") for f in folder.glob(pattern) if f.is_file()]
+    for f in stale:
+        f.unlink(missing_ok=True)
+    return len(stale)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     fd, tmp = _atomic_target(path)
     try:
-        with os.fdopen(fd, "w") as f:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -50,7 +75,7 @@ def read_json(path: str | Path) -> Any:
     if not path.is_file():
         raise L2TError(f"no such file: {path}")
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise L2TError(f"corrupt JSON file {path}: {e}") from None
 
@@ -61,7 +86,7 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> None:
 
 def append_jsonl(path: str | Path, record: dict) -> None:
     """Append one line. A kill can at worst truncate the last line; :func:`read_jsonl` skips it."""
-    with open(path, "a") as f:
+    with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record, allow_nan=False) + "\n")
         f.flush()
 
@@ -72,7 +97,10 @@ def read_jsonl(path: str | Path) -> list[dict]:
     if not path.exists():
         return []
     out = []
-    lines = path.read_text().splitlines(keepends=True)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    except UnicodeDecodeError:
+        raise L2TError(f"corrupt file {path}: not UTF-8 text") from None
     for i, line in enumerate(lines):
         if not line.endswith("\n") and i == len(lines) - 1:
             break
@@ -159,6 +187,46 @@ def unflatten_state(template: Any, tensors: dict[str, torch.Tensor], scalars: di
                 raise L2TError(f"{where}: value {name!r} is {scalars.get(name)!r}, this config needs a {type(leaf).__name__}")
             out.append(scalars[name])
     return tree_unflatten(out, spec)
+
+
+def write_csv(path: str | Path, records: list[dict]) -> None:
+    """The records as CSV (a column per key of any record; nested values as JSON), atomically."""
+    import csv
+    import io
+
+    keys = list(dict.fromkeys(k for r in records for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    for r in records:
+        writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else ("" if v is None else v) for k, v in r.items()})
+    atomic_write_text(path, buf.getvalue())
+
+
+def _summary_writer_class():
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise L2TError("--tensorboard needs the tensorboard package: pip install 'l2t[tensorboard]'") from None
+    return SummaryWriter
+
+
+def write_tensorboard(run_dir: str | Path, records: list[dict], keys: list[str] | None = None) -> None:
+    """Scalars of per-step ``records`` as TensorBoard event files in ``run_dir/tensorboard`` (the
+    optional ``tensorboard`` extra: ``pip install 'l2t[tensorboard]'``); ``keys`` default to
+    every numeric field."""
+    writer = _summary_writer_class()(log_dir=str(Path(run_dir) / "tensorboard"))
+    with writer:
+        for r in records:
+            for key, value in r.items():
+                if key != "step" and (keys is None or key in keys) and isinstance(value, (int, float)) \
+                        and not isinstance(value, bool):
+                    writer.add_scalar(key, value, r["step"])
+
+
+def require_tensorboard() -> None:
+    """Fail early (before any training) when ``--tensorboard`` cannot be honoured."""
+    _summary_writer_class()
 
 
 def finite_or_none(x: float) -> float | None:

@@ -47,8 +47,12 @@ class Reference:
 class PhasesProtocol:
     """Episodes from snapshots of a reference run (see the module documentation)."""
 
-    def __init__(self, cfg: Config, data: DataSplits, student: Student, problem: InnerProblem, spec: StateSpec) -> None:
+    def __init__(self, cfg: Config, data: DataSplits, student: Student, problem: InnerProblem, spec: StateSpec,
+                 teacher_has_memory: bool = False) -> None:
         o = cfg.outer
+        if teacher_has_memory:
+            raise L2TError("outer.protocol phases does not support a teacher with memory (its episodes would start "
+                           "from snapshots of a run under another memory); use protocol full")
         if not 0 < o.episode_steps <= cfg.inner.steps:
             raise L2TError(f"outer.episode_steps must be in [1, inner.steps = {cfg.inner.steps}] for protocol phases")
         if o.snapshots < 1 or o.reference_every < 0:

@@ -33,9 +33,14 @@ class Registry(Generic[T]):
         return self._meta[name]
 
     def describe(self, name: str) -> str:
-        """The first line of the entry's docstring (for ``l2t list`` and help texts)."""
-        doc = self.get(name).__doc__ or ""
+        """One line about the entry (for ``l2t list`` and help texts): its ``doc`` meta, else the
+        first line of its docstring."""
+        doc = self.meta(name).get("doc") or self.get(name).__doc__ or ""
         return doc.strip().splitlines()[0] if doc.strip() else ""
+
+    def usage(self, name: str) -> str:
+        """The entry as it is typed (``truncated:K``): its ``usage`` meta, else its name."""
+        return self.meta(name).get("usage", name)
 
     def get(self, name: str) -> Callable[..., T]:
         try:

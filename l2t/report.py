@@ -9,12 +9,13 @@ error over seeds, next to the paper's numbers where the paper has the row.
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import defaultdict
 from pathlib import Path
 
 from l2t.errors import L2TError
-from l2t.figures import plot_class_coeffs, plot_dev_measure
+from l2t.figures import has_phi, plot_class_coeffs, plot_dev_measure
 from l2t.io import read_json
 
 #: Test error (%) reported by L2T-DLF (Tables 1-2): (data, student) -> loss -> error.
@@ -57,47 +58,99 @@ def column(summary: dict) -> str:
     return f"{summary['loss']} ({summary['teacher']})" if "teacher" in summary else summary["loss"]
 
 
+#: config fields that may differ between the runs of one row: the seed, and what an experiment
+#: tunes or compares per loss (each fixed loss runs at its own tuned rate)
+PER_RUN = ("seed", "inner.lr", "eval_seeds", "lr_grid", "tune_seeds", "losses")
+
+
+def _flat(cfg: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in cfg.items():
+        if isinstance(v, dict) and k in ("data", "student", "inner", "teacher", "outer"):
+            out |= _flat(v, f"{prefix}{k}.")
+        else:
+            out[prefix + k] = v
+    return out
+
+
 def collect(run_dirs: list[Path]) -> dict:
-    """(data, student) -> loss -> list of (seed, test error %, dev error %)."""
-    table: dict = defaultdict(lambda: defaultdict(list))
-    found = 0
+    """(data, student, setting) -> column -> list of run records (seed, test and dev error %, lr,
+    diverged). A *setting* is the config apart from :data:`PER_RUN`; runs of different settings
+    are never pooled, and a folder found twice (nested arguments) counts once."""
+    seen: set[Path] = set()
+    runs = []
     for root in run_dirs:
         if not Path(root).exists():
             raise L2TError(f"no such run folder: {root}")
         for summary in sorted(Path(root).rglob("summary.json")):
+            if summary.resolve() in seen:
+                continue
+            seen.add(summary.resolve())
             s = read_json(summary)
             if "test_error" not in s:
                 continue  # a teach run's summary
             cfg_path = summary.parent / "config.json"
             if not cfg_path.exists():
                 raise L2TError(f"{summary.parent} has a summary.json but no config.json")
-            cfg = read_json(cfg_path)
-            key = (Path(cfg["data"]["name"]).stem, cfg["student"]["name"])
-            table[key][column(s)].append((s["seed"], 100 * s["test_error"], 100 * s["dev_error"]))
-            found += 1
-    if not found:
+            flat = _flat(read_json(cfg_path))
+            setting = json.dumps({k: v for k, v in flat.items() if k not in PER_RUN}, sort_keys=True)
+            runs.append((flat, setting, s))
+    if not runs:
         raise L2TError(f"no student runs (summary.json with a test error) under {', '.join(map(str, run_dirs))}")
+    table: dict = defaultdict(lambda: defaultdict(list))
+    for flat, setting, s in runs:
+        key = (Path(str(flat.get("data.name", "?"))).stem, flat.get("student.name", "?"), setting)
+        table[key][column(s)].append({"seed": s["seed"], "test": 100 * s["test_error"], "dev": 100 * s["dev_error"],
+                                      "lr": flat.get("inner.lr"), "diverged": bool(s.get("diverged"))})
+    # a column whose runs used several learning rates is split by rate, never averaged across them
+    for row in table.values():
+        for col in [c for c in row if len({r["lr"] for r in row[c]}) > 1]:
+            for r in row.pop(col):
+                row[f"{col} @ lr {r['lr']:g}"].append(r)
     return table
 
 
+def _row_labels(table: dict) -> dict:
+    """``data / student``, with the config keys that tell its settings apart when one pair has
+    several rows (e.g. ``(inner.steps=50)``)."""
+    labels = {}
+    for key in table:
+        data, student, setting = key
+        siblings = [json.loads(k[2]) for k in table if k[:2] == (data, student)]
+        label = f"{data} / {student}"
+        if len(siblings) > 1:
+            mine = json.loads(setting)
+            differ = sorted(k for k in set().union(*siblings) if len({json.dumps(s.get(k)) for s in siblings}) > 1)
+            shown = ", ".join(f"{k}={json.dumps(mine.get(k))}" for k in differ[:3]) + (", ..." if len(differ) > 3 else "")
+            label += f" ({shown})"
+        labels[key] = label
+    return labels
+
+
 def _cell(runs: list) -> str:
-    m, sd = mean_std([e for _, e, _ in runs])
-    return f"{m:.2f} ± {sd:.2f} (n={len(runs)})"
+    m, sd = mean_std([r["test"] for r in runs])
+    spread = f"{sd:.2f}" if len(runs) > 1 else "—"
+    diverged = sum(r["diverged"] for r in runs)
+    return f"{m:.2f} ± {spread} (n={len(runs)}" + (f", {diverged} diverged)" if diverged else ")")
 
 
 def markdown(table: dict) -> str:
-    losses = [l for l in ORDER if any(l in row for row in table.values())]
-    losses += sorted({l for row in table.values() for l in row} - set(losses))
+    cols = {c for row in table.values() for c in row}
+    losses = [l for l in ORDER if l in cols] + sorted(cols - set(ORDER))
     head = "| data / student | " + " | ".join(losses) + " | paper (" + ", ".join(l for l in ORDER if l != "label_smoothing") + ") |"
     lines = [head, "|" + "---|" * (len(losses) + 2)]
-    for (data, student), row in sorted(table.items()):
+    labels = _row_labels(table)
+    for key in sorted(table, key=lambda k: labels[k]):
+        data, student, _ = key
+        row = table[key]
         paper = PAPER.get((data, _FAMILY.get(student, student)))
         ref = " / ".join(f"{paper[l]:.2f}" for l in ORDER if l in paper) if paper else "—"
         cells = [(_cell(row[l]) if l in row else "") for l in losses]
-        lines.append(f"| {data} / {student} | " + " | ".join(cells) + f" | {ref} |")
+        lines.append(f"| {labels[key]} | " + " | ".join(cells) + f" | {ref} |")
     lines.append("")
-    lines.append("Test error (%), mean ± std over seeds (n runs); paper: L2T-DLF Tables 1–2 (MNIST, CIFAR), "
-                 "cross entropy / smooth 0-1 / large-margin softmax / L2T-DLF.")
+    lines.append("Test error (%), mean ± std over seeds (n runs; — : a single run); runs of different configs are "
+                 "separate rows, never pooled. Paper: L2T-DLF Tables 1–2 (MNIST, CIFAR), cross entropy / smooth 0-1 / "
+                 "large-margin softmax / L2T-DLF.")
     return "\n".join(lines)
 
 
@@ -110,7 +163,7 @@ def report(run_dirs: list[Path], out: Path, classes: list[str] | None = None, ag
         for i, metrics in enumerate(sorted(Path(root).rglob("metrics.jsonl"))):
             if (metrics.parent / "teacher.safetensors").exists():
                 figures.append(plot_dev_measure(metrics.parent, out / f"fig3_{metrics.parent.parent.name}_{i}.png"))
-        for i, phases in enumerate(sorted(Path(root).rglob("phases.safetensors"))[:1]):
+        for i, phases in enumerate([p for p in sorted(Path(root).rglob("phases.safetensors")) if has_phi(p)][:1]):
             figures.append(plot_class_coeffs(phases, out / f"fig4_{Path(root).name}.png", classes=classes, against=against))
     if figures:
         text += "\n\nFigures: " + ", ".join(str(f) for f in figures)

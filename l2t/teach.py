@@ -42,19 +42,19 @@ from l2t.build import build_problem, build_student, build_teacher, load_splits, 
 from l2t.config import Config, config_from_dict, load_config, to_dict
 from l2t.data import DataSplits, derive_seed
 from l2t.data.batches import TAG_TEACH
-from l2t.errors import L2TError
-from l2t.evaluate import evaluate
-from l2t.hypergrad import hypergradient
+from l2t.errors import Diverged, L2TError
+from l2t.evaluate import Evaluation, evaluate
+from l2t.hypergrad import get_method, hypergradient
 from l2t.inner import Episode, InnerProblem
 from l2t.io import (
-    append_jsonl, finite_or_none, flatten_state, load_tensors, read_jsonl, save_tensors, unflatten_state, write_json,
-    write_jsonl,
+    append_jsonl, finite_or_none, flatten_state, load_tensors, read_jsonl, remove_stale_temporaries, require_tensorboard,
+    save_tensors, unflatten_state, write_csv, write_json, write_jsonl, write_tensorboard,
 )
 from l2t.losses import create_loss
 from l2t.optim import Adam, Constant, MomentumSGD
 from l2t.protocols import PhasesProtocol
 from l2t.pytree import all_finite
-from l2t.runs import init_run
+from l2t.runs import check_run_dir, init_run
 from l2t.students import Student
 from l2t.teachers import StateSpec, Teacher, save_teacher, teacher_params
 
@@ -115,6 +115,10 @@ class Teaching:
 
 
 def setup(cfg: Config) -> Teaching:
+    """Everything a teacher step of ``cfg`` needs; every name in the config is checked here,
+    before a run folder is written."""
+    get_method(cfg.outer.hypergrad)
+    make_outer_optimizer(cfg)
     data = load_splits(cfg)
     student = build_student(cfg, data)
     teacher = build_teacher(cfg, data).to(device=data.train.device, dtype=resolve_dtype(cfg.dtype))
@@ -122,7 +126,7 @@ def setup(cfg: Config) -> Teaching:
     spec = state_spec(cfg, data)
     protocol = None
     if cfg.outer.protocol == "phases":
-        protocol = PhasesProtocol(cfg, data, student, problem, spec)
+        protocol = PhasesProtocol(cfg, data, student, problem, spec, teacher.init_memory() is not None)
         problem = protocol.problem
     elif cfg.outer.protocol != "full":
         raise L2TError(f"unknown outer.protocol {cfg.outer.protocol!r}; known: full, phases")
@@ -131,17 +135,24 @@ def setup(cfg: Config) -> Teaching:
 
 @dataclass
 class EpisodeResult:
-    """One episode's contribution to a teacher step."""
+    """One episode's contribution to a teacher step. ``status`` is ``ok``, ``non-finite`` (the
+    outer loss, the hypergradient or the final weights) or ``diverged`` (see :func:`diverged`);
+    only ``ok`` episodes are used."""
 
     step: int
     episode: int
-    finite: bool  # a finite outer loss and hypergradient (otherwise the episode is skipped)
+    status: str
     outer_loss: float
     grads: dict[str, torch.Tensor]
     memory: Any  # the teacher's memory at the end of the episode
     dev_measure: float  # E[p(y|x)] of the episode's final student on dev
     dev_error: float
     seconds: float
+    reason: str = ""  # why it is not ok
+
+    @property
+    def finite(self) -> bool:
+        return self.status == "ok"
 
 
 _SETUPS: dict[str, Teaching] = {}
@@ -165,11 +176,33 @@ def run_episode(cfg: Config | dict, teacher_params: dict, memory: Any, step: int
     t = teaching or _setup_for(cfg)
     t0 = time.perf_counter()
     episode = t.episode(step, e, reference_params)
-    res = hypergradient(t.problem, episode, t.teacher, teacher_params, t.spec, method=cfg.outer.hypergrad, memory=memory)
-    finite = math.isfinite(res.outer_loss) and all_finite(res.grads)
+    try:
+        res = hypergradient(t.problem, episode, t.teacher, teacher_params, t.spec, method=cfg.outer.hypergrad,
+                            memory=memory)
+    except Diverged as err:
+        return EpisodeResult(step, e, "diverged", math.nan, {}, memory, math.nan, math.nan, time.perf_counter() - t0,
+                             str(err))
     m = evaluate(t.student, res.params, res.buffers, t.spec.dev)
-    return EpisodeResult(step, e, finite, res.outer_loss, res.grads, res.memory, m.expected_accuracy, m.error,
-                         time.perf_counter() - t0)
+    status, reason = "ok", ""
+    if not (math.isfinite(res.outer_loss) and all_finite(res.grads) and all_finite(res.params)):
+        status, reason = "non-finite", "non-finite hypergradient"
+    else:
+        reason = diverged(m, t.data.num_classes, cfg)
+        status = "diverged" if reason else "ok"
+    return EpisodeResult(step, e, status, res.outer_loss, res.grads, res.memory, m.expected_accuracy, m.error,
+                         time.perf_counter() - t0, reason)
+
+
+def diverged(m: Evaluation, num_classes: int, cfg: Config) -> str:
+    """Why an episode's final student counts as diverged, or ``""``: its dev cross entropy is
+    above ``outer.divergence_ce`` times that of a uniform guess (``log C``), or, for a student
+    trained through the whole schedule (protocol full), its dev error is at chance or worse."""
+    limit = cfg.outer.divergence_ce * math.log(num_classes)
+    if not m.ce <= limit:
+        return f"the student diverged: dev cross entropy {m.ce:.3g} > {cfg.outer.divergence_ce:g} × log {num_classes}"
+    if cfg.outer.protocol == "full" and m.error >= 1 - 1 / num_classes:
+        return f"the student learned nothing: dev error {100 * m.error:.1f}% is at chance ({100 * (1 - 1 / num_classes):.1f}%)"
+    return ""
 
 
 def _global_norm(grads: dict[str, torch.Tensor]) -> float:
@@ -214,15 +247,20 @@ def teacher_step(t: Teaching, state: TeachState, step: int, run=run_episode) -> 
         if t.protocol.needs_reference(step) and t.protocol.reference_step(step) == step:
             reference = state.params
         if t.ensure_reference(step, reference) and t.protocol.reference.made_at == step:
-            m = evaluate(t.student, *t.protocol.reference.final, t.spec.dev)  # a whole student: Fig. 3's point
-            record |= {"reference_dev_measure": m.expected_accuracy, "reference_dev_error": m.error}
+            final = t.protocol.reference.final  # a whole student under this teacher: Fig. 3's point
+            m = evaluate(t.student, *final, t.spec.dev)
+            with torch.no_grad():
+                objective = float(t.problem.outer_loss(*final))
+            record |= {"reference_outer_loss": finite_or_none(objective), "reference_dev_measure": m.expected_accuracy,
+                       "reference_dev_error": m.error}
     results = [run(cfg, state.params, state.memory, step, e, reference_params=reference, teaching=t)
                for e in range(cfg.outer.episodes)]
     ok = [r for r in results if r.finite]
     for r in results:
         if not r.finite:
-            log.warning("teacher step %d, episode %d: non-finite hypergradient; episode skipped", step, r.episode)
+            log.warning("teacher step %d, episode %d: %s; episode skipped", step, r.episode, r.reason)
     record["episodes_ok"] = len(ok)
+    record["episodes_diverged"] = sum(r.status == "diverged" for r in results)
     params, opt_state, memory, skipped = state.params, state.opt, state.memory, state.skipped
     if not ok:
         skipped += 1
@@ -277,7 +315,8 @@ def teaching_part(cfg: Config) -> Config:
     return replace(cfg, **{name: getattr(default, name) for name in NOT_TEACHING})
 
 
-def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> TeachResult:
+def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
+          tensorboard: bool = False) -> TeachResult:
     """Train a teacher with ``cfg`` into ``run_dir``.
 
     With ``resume`` the run continues from its last checkpoint with its own saved config;
@@ -298,9 +337,14 @@ def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, prog
     elif (run_dir / STATE_FILE).exists():
         raise L2TError(f"{run_dir} already holds a teacher run; use --resume {run_dir} or another --out")
 
+    check_run_dir(run_dir)
+    if tensorboard:
+        require_tensorboard()
     t = setup(cfg)
     if not resume:
         init_run(run_dir, cfg)
+    elif removed := remove_stale_temporaries(run_dir):
+        log.info("removed %d temporary file(s) a killed run left in %s", removed, run_dir)
     state, start = initial_state(t), 0
     if resume and (run_dir / STATE_FILE).exists():
         start, state = _load_state(run_dir, state)
@@ -327,10 +371,14 @@ def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, prog
         features=t.spec.features, memory=state.memory, total_steps=cfg.inner.steps,
         class_names=list(t.data.class_names), data=cfg.data.name,
     )
+    write_csv(run_dir / "metrics.csv", metrics)
+    if tensorboard:
+        write_tensorboard(run_dir, metrics)
     tail = [r for r in metrics[-5:] if "dev_measure" in r]
     write_json(run_dir / "summary.json", {
         "teacher_steps": cfg.outer.steps,
         "skipped_steps": state.skipped,
+        "diverged_episodes": sum(r.get("episodes_diverged", 0) for r in metrics),
         "final_dev_measure_last5": sum(r["dev_measure"] for r in tail) / len(tail) if tail else None,
         "seconds": sum(r["seconds"] for r in metrics),
         "teacher": str(teacher_path),

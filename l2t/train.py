@@ -11,6 +11,7 @@ trains). :func:`parse_loss` reads the command line's form (``ce``, ``teacher:PAT
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -25,9 +26,10 @@ from l2t.data.batches import TAG_EVAL, TAG_TUNE
 from l2t.errors import L2TError
 from l2t.evaluate import evaluate
 from l2t.inner import no_coeffs, rollout
-from l2t.io import write_json
-from l2t.losses import LEARNED, LOSSES, SCHEDULES, create_loss
-from l2t.runs import init_run
+from l2t.io import finite_or_none, require_tensorboard, save_tensors, write_csv, write_json, write_jsonl, write_tensorboard
+from l2t.losses import LEARNED, LOSSES, SCHEDULES, create_loss, cross_entropy, masked_sum
+from l2t.pytree import all_finite
+from l2t.runs import check_run_dir, init_run
 from l2t.teachers import LoadedTeacher, Phase, TeachingSession, load_teacher
 from l2t.types import Params
 
@@ -83,10 +85,12 @@ class TrainResult:
     teacher_path: str | None = None
     phases: list[Phase] = field(default_factory=list)  # the teacher's coefficients per phase (teacher losses)
     weights: tuple[Params, Params] | None = field(default=None, repr=False)  # (params, buffers), if kept
+    steps: list[dict] = field(default_factory=list, repr=False)  # per-step scalars, if recorded
+    dev_ce: float = math.nan
 
     def summary(self) -> dict:
         summary = {"loss": self.loss, "seed": self.seed, "test_error": self.test_error,
-                   "dev_error": self.dev_error, "diverged": self.diverged}
+                   "dev_error": self.dev_error, "diverged": self.diverged, "dev_ce": finite_or_none(self.dev_ce)}
         if self.teacher is not None:
             summary["teacher"] = self.teacher
         if self.teacher_path is not None:
@@ -99,6 +103,22 @@ def error_rate(student, params: Params, buffers: Params, examples) -> float:
     return evaluate(student, params, buffers, examples.chunks(EVAL_BATCH)).error
 
 
+class StepRecorder:
+    """A coefficient function that also records, at every step, the learning rate and the
+    training batch's cross entropy and accuracy over its real positions (whatever loss trains)."""
+
+    def __init__(self, inner, lr: Callable[[int], float]) -> None:
+        self.inner, self.lr, self.records = inner, lr, []
+
+    @torch.no_grad()
+    def __call__(self, step, outputs, batch, params, buffers):
+        n = max(batch.count(), 1)
+        ce = float(masked_sum(cross_entropy(outputs, batch.targets), batch.mask)) / n
+        acc = float(batch.real(outputs.argmax(-1) == batch.targets).sum()) / n
+        self.records.append({"step": step, "lr": self.lr(step), "train_ce": finite_or_none(ce), "train_accuracy": acc})
+        return self.inner(step, outputs, batch, params, buffers)
+
+
 def train_student(
     cfg: Config,
     data: DataSplits,
@@ -107,16 +127,21 @@ def train_student(
     *,
     on_step: Callable[[int], None] | None = None,
     keep_weights: bool = False,
+    record_steps: bool = False,
 ) -> TrainResult:
     """Train a fresh student (init and batch order from evaluation ``seed``) for ``cfg.inner.steps``.
 
     Evaluation seeds are derived apart from teacher-training seeds, so a teacher is never tested on
     the students it was trained with; the same seed gives every loss the same initial weights and
-    the same batches. ``keep_weights`` keeps the final ``(params, buffers)`` in the result.
+    the same batches. ``keep_weights`` keeps the final ``(params, buffers)`` in the result;
+    ``record_steps`` its per-step scalars (:class:`StepRecorder`). A student whose weights are not
+    finite, or whose dev cross entropy exceeds ``outer.divergence_ce`` times a uniform guess's,
+    is marked diverged.
     """
     student = build_student(cfg, data)
     if isinstance(loss, TaughtLoss):
         t = loss.teacher
+        t.check_fits(data.num_classes)
         loss_fn = create_loss(t.meta["loss"], **t.meta["loss_kwargs"])
         coeffs_fn = TeachingSession(t.teacher, t.params, state_spec(cfg, data, t.state_every, t.features), student,
                                     memory=t.memory)
@@ -126,36 +151,67 @@ def train_student(
     problem = build_problem(cfg, data, student, loss_fn)
     episode = make_episode(cfg, data, student, derive_seed(seed, TAG_EVAL))
     hook = None if on_step is None else (lambda t, p, v, b: on_step(t))
+    session = coeffs_fn
+    if record_steps:
+        coeffs_fn = StepRecorder(coeffs_fn, problem.optimizer.lr)
     params, _, buffers = rollout(problem, episode.params, episode.buffers, episode.batches, coeffs_fn, on_step=hook)
-    diverged = not all(torch.isfinite(p).all() for p in params.values())
+    dev = evaluate(student, params, buffers, data.dev.chunks(EVAL_BATCH))
+    diverged = not all_finite(params) or not dev.ce <= cfg.outer.divergence_ce * math.log(data.num_classes)
     if diverged:
-        log.warning("student (loss %s, seed %d) diverged: non-finite weights", loss.label, seed)
+        log.warning("student (loss %s, seed %d) diverged: %s", loss.label, seed,
+                    "non-finite weights" if not all_finite(params) else f"dev cross entropy {dev.ce:.3g}")
     return TrainResult(
         loss=loss.label,
         seed=seed,
         test_error=error_rate(student, params, buffers, data.test),
-        dev_error=error_rate(student, params, buffers, data.dev),
+        dev_error=dev.error,
         diverged=diverged,
         teacher=loss.teacher.name if isinstance(loss, TaughtLoss) else None,
         teacher_path=loss.path if isinstance(loss, TaughtLoss) else None,
-        phases=coeffs_fn.phases if isinstance(coeffs_fn, TeachingSession) else [],
+        phases=session.phases if isinstance(session, TeachingSession) else [],
         weights=(params, buffers) if keep_weights else None,
+        steps=coeffs_fn.records if record_steps else [],
+        dev_ce=dev.ce,
     )
 
 
 def record_student(cfg: Config, data: DataSplits, loss: LossSpec, seed: int, run_dir: str | Path, *,
-                   on_step: Callable[[int], None] | None = None, extra: dict | None = None) -> TrainResult:
-    """:func:`train_student`, recorded in ``run_dir``: ``config.json``, ``provenance.json``,
-    ``summary.json`` (with ``extra``) and, for a teacher's student, ``phases.safetensors`` (the
-    coefficients of every phase, for Fig. 4)."""
+                   on_step: Callable[[int], None] | None = None, extra: dict | None = None,
+                   overwrite: bool = False, tensorboard: bool = False) -> TrainResult:
+    """:func:`train_student`, recorded in ``run_dir``:
+
+    * ``config.json``, ``provenance.json``;
+    * ``metrics.jsonl`` and ``metrics.csv``: per step, the learning rate and the training batch's
+      cross entropy and accuracy (and TensorBoard event files under ``tensorboard/`` on request);
+    * ``student.safetensors``: the final weights and buffers;
+    * for a teacher's student, ``phases.safetensors`` (the coefficients of every phase, Fig. 4);
+    * ``summary.json`` (with ``extra``), written last.
+
+    A folder that holds a finished run is refused unless ``overwrite``; nothing is written before
+    the student is trained."""
     from l2t.figures import save_phases
 
-    res = train_student(cfg, data, loss, seed, on_step=on_step)
+    run_dir = Path(run_dir)
+    if (run_dir / "summary.json").exists() and not overwrite:
+        raise L2TError(f"{run_dir} already holds a finished run; use --overwrite or another --out")
+    check_run_dir(run_dir)
+    if tensorboard:
+        require_tensorboard()
+    res = train_student(cfg, data, loss, seed, on_step=on_step, keep_weights=True, record_steps=True)
     run = init_run(run_dir, cfg)
-    write_json(run / "summary.json", res.summary() | {"lr": cfg.inner.lr} | (extra or {}))
+    write_jsonl(run / "metrics.jsonl", res.steps)
+    write_csv(run / "metrics.csv", res.steps)
+    if tensorboard:
+        write_tensorboard(run, res.steps)
+    params, buffers = res.weights
+    save_tensors(run / "student.safetensors", {**{f"params.{k}": v for k, v in params.items()},
+                                               **{f"buffers.{k}": v for k, v in buffers.items()}},
+                 {"student": cfg.student.name, "options": cfg.student.options})
     if res.phases:
         base = float(loss.teacher.teacher.config().get("base", 0.0))
         save_phases(run / "phases.safetensors", res.phases, base=base, class_names=list(data.class_names))
+    write_json(run / "summary.json", res.summary() | {"lr": cfg.inner.lr} | (extra or {}))
+    res.weights = None
     return res
 
 

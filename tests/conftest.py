@@ -4,7 +4,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "configs" / "tiny.toml"
+TINY = ROOT / "l2t" / "configs" / "tiny.toml"
 
 
 @pytest.fixture

@@ -57,3 +57,35 @@ def test_train_student_keeps_final_weights_on_request():
     params, buffers = res.weights
     assert error_rate(build_student(cfg, data), params, buffers, data.test) == res.test_error
     assert "weights" not in repr(res)
+
+
+def test_the_examples_script_runs(tmp_path):
+    """examples/own_training_loop.py (the README's API snippet): its own model, torch.optim.SGD,
+    a DataLoader and a trained teacher."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "own_training_loop.py"), "--epochs", "3"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "test error" in out.stdout and "60 steps" in out.stdout
+
+
+def test_teacher_loss_refuses_a_class_count_mismatch(tmp_path):
+    import pytest
+
+    from l2t.errors import L2TError
+    from l2t.teachers import AttentionTeacher
+
+    t = AttentionTeacher(10, 13)
+    save_teacher(tmp_path / "t.safetensors", t, teacher_params(t), name="attention", state_every=5)
+    criterion = TeacherLoss.load(tmp_path / "t.safetensors", torch.randn(8, 4), torch.arange(8) % 10, total_steps=10)
+    model = torch.nn.Linear(4, 7)
+    with pytest.raises(L2TError, match="over 10 classes, the logits have 7"):
+        criterion(model(torch.randn(3, 4)), torch.tensor([0, 1, 2]), step=0, model=model)
+    with pytest.raises(L2TError, match="targets must be integer classes"):
+        criterion(torch.randn(3, 10), torch.zeros(3), step=0, model=torch.nn.Linear(4, 10))

@@ -24,11 +24,11 @@ def test_table_is_mean_and_std_over_seeds_next_to_the_paper(tmp_path):
         _fake_run(tmp_path, "mnist", "lenet", "ce", seed, ce)
         _fake_run(tmp_path, "mnist", "lenet", "l2t-dlf", seed, t)
     _fake_run(tmp_path, "fashion-mnist", "mlp", "ce", 0, 0.12)
-    table = collect([tmp_path])
-    assert sorted(table) == [("fashion-mnist", "mlp"), ("mnist", "lenet")]
+    table = collect([tmp_path, tmp_path / "mnist-lenet"])  # nested folders: each run counts once
+    assert sorted(k[:2] for k in table) == [("fashion-mnist", "mlp"), ("mnist", "lenet")]
     text = markdown(table)
     assert "| mnist / lenet | 2.50 ± 0.71 (n=2) | 2.00 ± 0.71 (n=2) | 0.98 / 0.94 / 0.88 / 0.77 |" in text
-    assert "| fashion-mnist / mlp | 12.00 ± 0.00 (n=1) |  | — |" in text
+    assert "| fashion-mnist / mlp | 12.00 ± — (n=1) |  | — |" in text
     assert PAPER[("cifar100", "resnet32")]["l2t-dlf"] == 29.25
 
 
@@ -38,8 +38,29 @@ def test_teachers_of_different_kinds_get_their_own_columns(tmp_path):
     _fake_run(tmp_path / "b", "fashion-mnist", "lenet", "ce", 0, 0.13)
     head, _, lenet, mlp = markdown(collect([tmp_path])).splitlines()[:4]
     assert head.startswith("| data / student | ce | l2t-dlf (attention) | l2t-dlf (schedule) | paper")
-    assert lenet.startswith("| fashion-mnist / lenet | 13.00 ± 0.00 (n=1) |  | 11.00 ± 0.00 (n=1) |")
-    assert mlp.startswith("| fashion-mnist / mlp |  | 12.00 ± 0.00 (n=1) |  |")
+    assert lenet.startswith("| fashion-mnist / lenet | 13.00 ± — (n=1) |  | 11.00 ± — (n=1) |")
+    assert mlp.startswith("| fashion-mnist / mlp |  | 12.00 ± — (n=1) |  |")
+
+
+def test_runs_of_different_configs_are_never_pooled(tmp_path):
+    """50- and 300-step runs of one loss are two rows, told apart by the key that differs; runs at
+    two learning rates are two columns; a diverged run is flagged."""
+    def run(name, steps, lr, seed, err, diverged=False):
+        d = tmp_path / name / f"seed{seed}"
+        d.mkdir(parents=True)
+        cfg = {"data": {"name": "digits"}, "student": {"name": "mlp"}, "inner": {"steps": steps, "lr": lr}, "seed": seed}
+        (d / "config.json").write_text(json.dumps(cfg))
+        (d / "summary.json").write_text(json.dumps({"loss": "ce", "seed": seed, "test_error": err, "dev_error": err,
+                                                    "diverged": diverged}))
+
+    run("short", 50, 0.1, 0, 0.30)
+    run("short", 50, 0.1, 1, 0.32, diverged=True)
+    run("long", 300, 0.1, 0, 0.05)
+    run("long-slow", 300, 0.01, 0, 0.08)
+    text = markdown(collect([tmp_path]))
+    assert "| digits / mlp (inner.steps=50) | 31.00 ± 1.41 (n=2, 1 diverged) |" in text
+    assert "| digits / mlp (inner.steps=300) |  | 8.00 ± — (n=1) | 5.00 ± — (n=1) |" in text
+    assert text.splitlines()[0].startswith("| data / student | ce | ce @ lr 0.01 | ce @ lr 0.1 |")
 
 
 def test_report_errors(tmp_path):

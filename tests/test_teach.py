@@ -196,7 +196,7 @@ def test_protocol_errors(tmp_path):
 
     with pytest.raises(L2TError, match="episode_steps must be in"):
         teach(load_config(TINY, {"outer.protocol": "phases"}), tmp_path / "a", progress=False)
-    with pytest.raises(L2TError, match="unknown outer.protocol"):
+    with pytest.raises(L2TError, match="outer.protocol must be one of full, phases"):
         teach(load_config(TINY, {"outer.protocol": "greedy"}), tmp_path / "b", progress=False)
 
 

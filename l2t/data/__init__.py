@@ -64,20 +64,21 @@ def _named_cifar(classes: int):
     return factory
 
 
-@DATASETS.register("digits")
+@DATASETS.register("digits", doc="scikit-learn's 8x8 digits, embedded: 1000 train / 300 dev / 497 test")
 def _digits(download: bool = False, **kw: Any) -> DataSplits:
     return load_digits(**{k: v for k, v in kw.items() if v is not None})
 
 
-@DATASETS.register("toy-reverse")
+@DATASETS.register("toy-reverse", doc="generated: reverse strings of 2-7 tokens (a padded, masked seq2seq task)")
 def _reverse(download: bool = False, **kw: Any) -> DataSplits:
     return load_reverse(**kw)
 
 
-DATASETS.register("fashion-mnist")(_named_idx("fashion-mnist", FASHION_CLASSES))
-DATASETS.register("mnist")(_named_idx("mnist", None))
-DATASETS.register("cifar10")(_named_cifar(10))
-DATASETS.register("cifar100")(_named_cifar(100))
+DATASETS.register("fashion-mnist", doc="Fashion-MNIST IDX files (make data installs Debian's copy)")(
+    _named_idx("fashion-mnist", FASHION_CLASSES))
+DATASETS.register("mnist", doc="MNIST IDX files from $L2T_DATA_DIR/mnist (--download fetches them)")(_named_idx("mnist", None))
+DATASETS.register("cifar10", doc="CIFAR-10 python batches from $L2T_DATA_DIR/cifar10 (--download)")(_named_cifar(10))
+DATASETS.register("cifar100", doc="CIFAR-100 python batches from $L2T_DATA_DIR/cifar100 (--download)")(_named_cifar(100))
 
 #: augmentation used when the config does not say (CIFAR's standard crop and flip)
 DEFAULT_AUGMENT = {"cifar10": "crop_flip", "cifar100": "crop_flip"}

@@ -19,7 +19,10 @@ from l2t.types import Batch
 
 
 def derive_seed(*keys: int) -> int:
-    """A 63-bit seed from a tuple of integers (run seed, purpose tag, step, ...)."""
+    """A 63-bit seed from a tuple of integers (run seed, purpose tag, step, ...).
+
+    Each key enters as its low 32 bits (derived seeds are 63-bit and feed further derivations),
+    so a user's seed must be below 2^32: the config refuses larger ones, which would alias."""
     return int(np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in keys]).generate_state(2, np.uint64)[0] >> 1)
 
 

@@ -65,9 +65,15 @@ def _read_split(folder: Path, files: list[str], labels_key: str) -> tuple[np.nda
         if "data" not in d or labels_key not in d:
             raise L2TError(f"corrupt CIFAR file {folder / name}: needs 'data' and '{labels_key}'")
         data = np.asarray(d["data"])
-        labels = np.asarray(d[labels_key], dtype=np.int64)
+        try:
+            labels = np.asarray(d[labels_key], dtype=np.int64)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise L2TError(f"corrupt CIFAR file {folder / name}: labels are not integers ({e})") from None
         if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
             raise L2TError(f"corrupt CIFAR file {folder / name}: data {data.shape}, {len(labels)} labels")
+        if data.dtype.kind not in "iu" or (data.size and (data.min() < 0 or data.max() > 255)):
+            raise L2TError(f"corrupt CIFAR file {folder / name}: pixels must be integers in 0..255, got {data.dtype}"
+                           + (f" in [{data.min()}, {data.max()}]" if data.dtype.kind in "iuf" and data.size else ""))
         xs.append(data.astype(np.uint8).reshape(-1, 3, 32, 32))
         ys.append(labels)
     return np.concatenate(xs), np.concatenate(ys)

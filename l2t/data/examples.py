@@ -17,6 +17,17 @@ import torch
 from l2t.types import Batch
 
 
+def chunk_bounds(n: int, size: int) -> list[tuple[int, int]]:
+    """Consecutive ranges ``[a, b)`` of ``size`` over ``n`` examples (``size <= 0``: one range); a
+    tail of a single example joins the range before it (BatchNorm cannot normalise one example)."""
+    size = n if size <= 0 else size
+    starts = list(range(0, n, size))
+    if len(starts) > 1 and n - starts[-1] == 1:
+        starts.pop()
+    bounds = starts + [n]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
 @dataclass(frozen=True)
 class TensorExamples:
     x: torch.Tensor
@@ -33,10 +44,8 @@ class TensorExamples:
         return Batch(self.x[idx], self.y[idx])
 
     def chunks(self, size: int) -> list[Batch]:
-        """Consecutive batches of at most ``size`` examples (``size <= 0``: one batch)."""
-        n = len(self)
-        size = n if size <= 0 else size
-        return [Batch(self.x[i : i + size], self.y[i : i + size]) for i in range(0, n, size)]
+        """Consecutive batches of about ``size`` examples (``size <= 0``: one batch)."""
+        return [Batch(self.x[a:b], self.y[a:b]) for a, b in chunk_bounds(len(self), size)]
 
     def to(self, device: torch.device | str, dtype: torch.dtype) -> "TensorExamples":
         return TensorExamples(self.x.to(device=device, dtype=dtype), self.y.to(device=device, dtype=torch.long))
@@ -77,21 +86,14 @@ class SequencePairs:
         return self._batch(self.src[idx], self.tgt[idx])
 
     def chunks(self, size: int) -> list[Batch]:
-        n = len(self)
-        size = n if size <= 0 else size
-        return [self._batch(self.src[i : i + size], self.tgt[i : i + size]) for i in range(0, n, size)]
+        """Consecutive batches of about ``size`` sentence pairs (``size <= 0``: one batch)."""
+        return [self._batch(self.src[a:b], self.tgt[a:b]) for a, b in chunk_bounds(len(self), size)]
 
     def to(self, device: torch.device | str, dtype: torch.dtype) -> "SequencePairs":
         return replace(self, src=self.src.to(device), tgt=self.tgt.to(device))
 
     def subset(self, idx: torch.Tensor) -> "SequencePairs":
         return replace(self, src=self.src[idx], tgt=self.tgt[idx])
-
-    @property
-    def y(self) -> torch.Tensor:
-        """Every target token (real positions only): for label checks and class counts."""
-        t = self.tgt[:, 1:]
-        return t[t != self.pad_id]
 
 
 Examples = TensorExamples | SequencePairs

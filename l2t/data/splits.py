@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 
 import torch
@@ -9,6 +10,8 @@ import torch
 from l2t.data.examples import Examples, TensorExamples
 from l2t.errors import L2TError
 from l2t.types import ClassificationTask, Task
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,15 +43,21 @@ class DataSplits:
         return {"train": len(self.train), "dev": len(self.dev), "test": len(self.test)}
 
 
-def check_labels(y: torch.Tensor, num_classes: int, where: str) -> torch.Tensor:
-    """Labels must be integers in ``[0, num_classes)``; returns them as ``long``."""
+def check_labels(y: torch.Tensor, num_classes: int | None, where: str) -> torch.Tensor:
+    """Labels must be integers (in ``[0, num_classes)`` when given); returns them as ``long``."""
     if y.dim() != 1:
         raise L2TError(f"{where}: labels must be 1-D, got shape {tuple(y.shape)}")
+    if y.dtype == torch.bool or y.is_complex():
+        raise L2TError(f"{where}: labels must be integers, got {y.dtype}")
     if y.is_floating_point():
+        if not torch.isfinite(y).all():
+            raise L2TError(f"{where}: labels contain NaN or Inf")
         if not torch.equal(y, y.round()):
             raise L2TError(f"{where}: labels must be integers, got non-integer values")
+        if len(y) and y.abs().max() >= 2**62:
+            raise L2TError(f"{where}: labels out of range: max {float(y.abs().max()):.3g}")
     y = y.long()
-    if len(y) and (y.min() < 0 or y.max() >= num_classes):
+    if num_classes is not None and len(y) and (y.min() < 0 or y.max() >= num_classes):
         raise L2TError(
             f"{where}: labels out of range [0, {num_classes}): min {int(y.min())}, max {int(y.max())}"
         )
@@ -93,15 +102,28 @@ def make_splits(
                 f"{name}: {split} inputs have shape {tuple(x.shape[1:])}, "
                 f"train inputs {tuple(x_train.shape[1:])}"
             )
-    if num_classes is None:
-        num_classes = int(max(int(y.max()) for _, y in pairs.values())) + 1
-    pairs = {s: (x.float(), check_labels(torch.as_tensor(y), num_classes, f"{name} {s}"))
-             for s, (x, y) in pairs.items()}
+        if x.dim() < 2:
+            raise L2TError(f"{name}: {split} inputs must have a feature axis, (N, ...), got shape {tuple(x.shape)}")
+    labels = {s: check_labels(torch.as_tensor(y), None, f"{name} {s}") for s, (_, y) in pairs.items()}
+    inferred = num_classes is None
+    if inferred:
+        if min(int(y.min()) for y in labels.values()) < 0:
+            raise L2TError(f"{name}: labels must be 0 .. C-1, got a negative label")
+        num_classes = max(int(y.max()) for y in labels.values()) + 1
+    pairs = {s: (x.float(), check_labels(labels[s], num_classes, f"{name} {s}")) for s, (x, _) in pairs.items()}
     for split, (x, _) in pairs.items():
         if not torch.isfinite(x).all():
             raise L2TError(f"{name}: {split} inputs contain NaN or Inf")
     if num_classes < 2:
         raise L2TError(f"{name}: need at least 2 classes, labels give {num_classes}")
+    present = torch.bincount(pairs["train"][1], minlength=num_classes)
+    missing = [c for c in range(num_classes) if present[c] == 0]
+    if missing and inferred:
+        raise L2TError(f"{name}: labels must be 0 .. C-1 with every class in train; class(es) {missing[:10]} of "
+                       f"{num_classes} never appear (labels 1-based, or with gaps?)")
+    if missing:  # a known class count, and a training split too small to hold every class
+        log.warning("%s: %d of %d classes have no training example (first: %s); the student can never predict them",
+                    name, len(missing), num_classes, missing[:10])
 
     g = torch.Generator().manual_seed(split_seed)
     x_train, y_train = pairs["train"]

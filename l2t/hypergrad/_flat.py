@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from l2t.students.base import Params
+from l2t.types import Params
 
 
 class FlatLayout:

@@ -52,7 +52,7 @@ class HypergradResult:
     buffers: Params
     phases: list[Phase]  # state features and coefficients of each phase
     memory: Any = None  # the teacher's memory at the end of the episode (detached)
-    info: dict[str, Any] = field(default_factory=dict)  # method-specific facts (memory, ...)
+    info: dict[str, Any] = field(default_factory=dict)  # method-specific facts (bytes stored, interval, ...)
 
 
 Method = Callable[..., HypergradResult]
@@ -85,10 +85,10 @@ def hypergradient(
 
     On CUDA the work runs with deterministic cuDNN kernels (:func:`deterministic_kernels`)."""
     run = get_method(method)
-    if METHODS.meta(method.partition(":")[0]).get("replays", True):
-        problem.student.check_replay(episode.params, episode.buffers, episode.batches(episode.start))
     device = next(iter(episode.params.values())).device
     with deterministic_kernels(device):
+        if METHODS.meta(method.partition(":")[0]).get("replays", True):
+            problem.student.check_replay(episode.params, episode.buffers, episode.batches(episode.start))
         return run(problem, episode, teacher, teacher_params, spec, memory=memory)
 
 

@@ -105,4 +105,5 @@ def _factory(every: str | None = None):
     return lambda *a, **kw: checkpointed(*a, every=k, **kw)
 
 
-METHODS.register("checkpoint")(_factory)
+METHODS.register("checkpoint", usage="checkpoint[:k]", doc="exact; every k-th state stored, segments recomputed "
+                 "(memory O(√T))")(_factory)

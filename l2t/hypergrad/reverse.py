@@ -34,4 +34,5 @@ def reverse(problem: InnerProblem, episode: Episode, teacher, teacher_params, sp
     return result(session, outer, grads, params, buffers, d_coeffs=walk.d_coeffs, trajectory_bytes=trajectory.nbytes())
 
 
-METHODS.register("reverse")(lambda: reverse)
+METHODS.register("reverse", doc="exact; Algorithm 1 over the stored weight trajectory (memory O(T) weight "
+                 "vectors)")(lambda: reverse)

@@ -40,7 +40,7 @@ from fractions import Fraction
 
 import torch
 
-from l2t.errors import L2TError
+from l2t.errors import Diverged, L2TError
 from l2t.hypergrad._flat import FlatLayout
 from l2t.hypergrad.base import METHODS, BackwardWalk, HypergradResult, chain_to_teacher, linearize, outer_grad, result
 from l2t.inner import Episode, InnerProblem
@@ -107,15 +107,26 @@ class InfoBuffer:
         return (len(self.chunks) + 1) * self.acc.numel() * 8
 
 
+def _out_of_range(what: str, value: float, R: int) -> Diverged:
+    return Diverged(f"reversible: the {what} left the fixed-point range (|x| < 2^{62 - R}, got {value:.3g}); "
+                    f"the student diverged, or use reversible:R with a smaller R than {R}")
+
+
 def _to_fixed(x: torch.Tensor, R: int, what: str) -> torch.Tensor:
     """``round(x·2^R)`` as int64, computed in x's own dtype: scaling by a power of two is exact,
     and rounding an exactly scaled float to the nearest integer is exact in any float format."""
     x = x.detach() * 2.0**R
     biggest = float(x.abs().amax())  # NaN and Inf fail the comparison below
     if not biggest < INT_LIMIT:
-        raise L2TError(f"reversible: the {what} left the fixed-point range (|x| < 2^{62 - R}, got {biggest / 2.0**R:.3g}); "
-                       f"use reversible:R with a smaller R than {R}")
+        raise _out_of_range(what, biggest / 2.0**R, R)
     return torch.round(x).to(torch.int64)
+
+
+def _check_range(X: torch.Tensor, what: str, R: int, limit: int = INT_LIMIT) -> None:
+    """Every integer the walk holds stays below ``limit`` (2^62: a sum of two fits int64)."""
+    biggest = float(X.abs().amax())
+    if not biggest < limit:
+        raise _out_of_range(what, biggest / 2.0**R, R)
 
 
 def _to_float(X: torch.Tensor, R: int, dtype: torch.dtype) -> torch.Tensor:
@@ -152,8 +163,11 @@ def reversible(
 
     def weight_step(t: int, V: torch.Tensor) -> torch.Tensor:
         # round(η_t·V): any deterministic function of V_{t+1} keeps the step invertible; it is
-        # computed in the student's dtype (V·2^-R·η·2^R with the scalings folded into η).
-        return torch.round(V.to(fl.dtype) * opt.lr(t)).to(torch.int64)
+        # computed in the student's dtype (V·2^-R·η·2^R with the scalings folded into η), and
+        # checked before the conversion (a float beyond int64 converts to garbage).
+        step = torch.round(V.to(fl.dtype) * opt.lr(t))
+        _check_range(step, "weight step", R)
+        return step.to(torch.int64)
 
     # Forward. The teacher session reads the student's state (eval-mode predictions use the
     # running BatchNorm statistics, which are tracked on the side and never reversed).
@@ -164,11 +178,11 @@ def reversible(
     buffers = episode.buffers
     for t in episode.steps(problem):
         G, lin, _ = direction(t, Omega, buffers, session)
-        if not float(V.abs().amax()) < INT_LIMIT // max(n, d):
-            raise L2TError(f"reversible: the velocity left the fixed-point range; use reversible:R with a smaller R than {R}")
+        _check_range(V, "velocity", R, INT_LIMIT // max(n, d))
         buf.before_step(t, n, d)
         V = step_velocity(V, G, buf)
         Omega = Omega - weight_step(t, V)
+        _check_range(Omega, "weights", R)  # |Ω| < 2^62 before, |step| < 2^62: no wrap-around
         buffers = lin.buffers
     params_T = fl.unflat(_to_float(Omega, R, fl.dtype))
     outer, d_params = outer_grad(problem, params_T, buffers)
@@ -200,4 +214,5 @@ def _factory(R: str | None = None):
     return lambda *a, **kw: reversible(*a, R=r, **kw)
 
 
-METHODS.register("reversible")(_factory)
+METHODS.register("reversible", usage="reversible[:R]", doc="exact; momentum SGD reversed in fixed point with R "
+                 "fraction bits (memory: a buffer of log2(1/γ) bits per weight per step)")(_factory)

@@ -44,4 +44,5 @@ def _factory(K: str | None = None):
     return lambda *a, **kw: truncated(*a, K=k, **kw)
 
 
-METHODS.register("truncated")(_factory)
+METHODS.register("truncated", usage="truncated:K", doc="approximate; walks back the last K steps only (biased)")(
+    _factory)

@@ -35,4 +35,5 @@ def unrolled(problem: InnerProblem, episode: Episode, teacher, teacher_params, s
     )
 
 
-METHODS.register("unrolled", replays=False)(lambda: unrolled)
+METHODS.register("unrolled", replays=False, doc="exact; autograd through the whole unrolled graph (the "
+                 "reference; memory O(T) graphs)")(lambda: unrolled)

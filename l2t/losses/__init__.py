@@ -1,7 +1,8 @@
 """Per-example loss functions ``loss(outputs, targets, coeffs) -> (B,)`` (or ``(B, T)``).
 
-The caller reduces (:func:`reduce_loss`). Fixed losses ignore ``coeffs``; learned ones
-(``bilinear``) take the teacher's coefficients as a tensor argument, never as hidden state.
+The caller reduces (:func:`reduce_loss`, over real positions). Fixed losses ignore ``coeffs``;
+learned ones (``bilinear``) take the teacher's coefficients as an argument (a tensor, or any
+pytree of tensors), never as hidden state.
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ from l2t.registry import Registry
 LossFn = Callable[..., torch.Tensor]
 
 LOSSES: Registry[LossFn] = Registry("loss")
-LOSSES.register("ce")(lambda: cross_entropy)
-LOSSES.register("smooth01")(lambda K=50.0: partial(smooth01, K=K))
-LOSSES.register("bilinear")(lambda scale=1.0, eps=0.0: partial(bilinear, scale=scale, eps=eps))
-LOSSES.register("label_smoothing")(lambda eps=0.1: partial(label_smoothing, eps=eps))
+LOSSES.register("ce", doc="cross entropy −log p(y|x)")(lambda: cross_entropy)
+LOSSES.register("smooth01", doc="smooth 0-1 loss −log σ(K·margin), K = 50 (loss_options: K)")(
+    lambda K=50.0: partial(smooth01, K=K))
+LOSSES.register("bilinear", doc="L2T-DLF's learned loss −σ(yᵀ Φ log p); its Φ comes from a teacher (teacher:PATH)")(
+    lambda scale=1.0, eps=0.0: partial(bilinear, scale=scale, eps=eps))
+LOSSES.register("label_smoothing", doc="cross entropy against (1 − ε)·y + ε/C, ε = 0.1 (loss_options: eps)")(
+    lambda eps=0.1: partial(label_smoothing, eps=eps))
 
 
-@LOSSES.register("lsoftmax")
+@LOSSES.register("lsoftmax", doc="large-margin softmax (Liu et al. 2016), margin m = 2, annealed (schedule_options)")
 def _lsoftmax(m: int = 2) -> LossFn:
     fn = partial(large_margin, m=m)
     fn.needs_features = True
@@ -47,7 +51,9 @@ def create_loss(name: str, **kwargs) -> LossFn:
 
 def masked_sum(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Sum over the real positions. Padding is selected away (``where``), never multiplied by
-    zero, so a NaN or Inf behind the mask cannot reach the value or its gradient's value."""
+    zero, so a NaN or Inf behind the mask cannot reach the value. (Its gradient can still be NaN
+    if the computation at a padded position has a non-finite derivative: padded inputs must be
+    ordinary tokens, as the batches make them.)"""
     if mask is None:
         return values.sum()
     return torch.where(mask.bool(), values, torch.zeros_like(values)).sum()

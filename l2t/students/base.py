@@ -93,8 +93,13 @@ class Student:
 
     def __init__(self, name: str, module: nn.Module, task: Task) -> None:
         self.name, self.module, self.task = name, module, task
+        # the final classifier: the module's ``classifier`` attribute names it (None: it has no
+        # linear head of its own, e.g. an output tied to an embedding); else the last nn.Linear
         heads = [(n, m) for n, m in module.named_modules() if isinstance(m, nn.Linear)]
-        self.head_name, self.head = heads[-1] if heads else (None, None)  # the final classifier
+        named = getattr(module, "classifier", "")
+        if named != "":
+            heads = [(n, m) for n, m in heads if n == named]
+        self.head_name, self.head = heads[-1] if heads else (None, None)
         self._norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         self._replay_checked = False
 

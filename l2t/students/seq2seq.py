@@ -3,7 +3,8 @@ Transformer.
 
 Every student maps ``{"src": (B, S), "tgt_in": (B, T)}`` token ids (padded with the task's
 ``pad_id``) to next-token logits ``(B, T, V)`` under teacher forcing, and offers ``encode`` and
-``decode`` for search (:mod:`l2t.decode`). Padding never reaches a real position: source keys are
+``decode`` for search (``encode(src) -> (memory, src_mask)``; ``decode(tgt_in, memory, src_mask)``
+returns the logits, and the LSTMs also their final states). Padding never reaches a real position: source keys are
 masked in every attention, recurrent states stop at a sequence's last real token, and the decoder
 is causal (its padding comes after the real tokens).
 
@@ -131,6 +132,8 @@ class DecoderLayer(nn.Module):
 class Transformer(nn.Module):
     """Pre-norm Transformer encoder-decoder with sinusoidal positions; the output projection is
     the target embedding (tied), and with one vocabulary the source embedding is shared too."""
+
+    classifier = None  # the output is tied to the embedding: no linear head of its own
 
     def __init__(self, task: Seq2SeqTask, d_model: int, heads: int, ffn: int, enc_layers: int, dec_layers: int,
                  dropout: float, share_embeddings: bool, activation: str = "relu") -> None:

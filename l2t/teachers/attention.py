@@ -15,7 +15,7 @@ def smoothing_offset(num_classes: int, base: float, eps: float, dtype: torch.dty
     return base * eps * (torch.full_like(eye, 1.0 / num_classes) - eye)
 
 
-@TEACHERS.register("attention")
+@TEACHERS.register("attention", doc="the paper's: Φ_t = c·I + W softmax(V s_t), N keys, started at cross entropy")
 class AttentionTeacher(Teacher):
     """``W ∈ R^{C×C×N}``, ``V ∈ R^{N×|s|}``, ``N`` keys (10 in the paper).
 

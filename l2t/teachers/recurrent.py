@@ -5,7 +5,8 @@
 The memory ``h`` is carried from phase to phase within a student's training and, by ``l2t teach``,
 from one teacher step to the next (detached there, like L2T-DLN's LSTM state). Each episode of a
 teacher step starts from the memory the step started with; the memory the next step starts
-from is that of the step's first episode with a finite hypergradient (README, "Teacher memory").
+from is that of the step's first episode with a finite hypergradient (docs/architecture.md,
+"Coefficients and memory are pytrees").
 Started at ``W = 0``: cross entropy's gradient whatever the memory, like the attention teacher.
 """
 
@@ -17,7 +18,7 @@ from torch import nn
 from l2t.teachers.base import TEACHERS, Teacher
 
 
-@TEACHERS.register("recurrent")
+@TEACHERS.register("recurrent", doc="with memory: a GRU over the states feeds the attention keys, Φ_t = c·I + W softmax(U h_t)")
 class RecurrentTeacher(Teacher):
     """A GRU cell over the state features (``hidden`` units), ``keys`` attention keys over ``W``."""
 

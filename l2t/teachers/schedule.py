@@ -36,7 +36,7 @@ def interpolate(knots: torch.Tensor, t: float) -> torch.Tensor:
     return knots[i] + (knots[i + 1] - knots[i]) * (pos - i)
 
 
-@TEACHERS.register("schedule")
+@TEACHERS.register("schedule", doc="a gradient scale and a label smoothing, piecewise linear in t/T (2·knots weights)")
 class ScheduleTeacher(Teacher):
     """``gain (knots,)`` and ``smoothing (knots,)``, started at ``init_gain`` and ``init_smoothing``
     (scalars, or one value per knot)."""

@@ -34,9 +34,7 @@ from dataclasses import dataclass
 from typing import Iterable, Optional
 
 import torch
-import torch.nn.functional as F
-
-from l2t.losses import masked_sum
+from l2t.losses import cross_entropy, masked_sum
 from l2t.registry import Registry
 from l2t.types import Batch, Params
 
@@ -65,8 +63,7 @@ class DevStats:
             preds.append(b.real(out.argmax(-1)))
             targets.append(b.real(b.targets))
             if with_ce:
-                values = F.cross_entropy(out.reshape(-1, out.shape[-1]), b.targets.reshape(-1), reduction="none")
-                ce += float(masked_sum(values.view(b.targets.shape), b.mask))
+                ce += float(masked_sum(cross_entropy(out, b.targets), b.mask))
                 count += b.count()
         return DevStats(torch.cat(preds), torch.cat(targets), ce / max(count, 1) if with_ce else None)
 
@@ -106,6 +103,7 @@ class StateTracker:
     ``s_t`` at each refresh. Subclasses: ``dim``, ``observe``, ``features``."""
 
     needs_dev_ce = False
+    continuous = False  # piecewise constant in the weights (accuracies, precisions)
 
     def __init__(self, spec: StateSpec) -> None:
         self.spec = spec
@@ -163,12 +161,18 @@ class ClassificationState(StateTracker):
         return torch.cat([head, precision])
 
 
+def _capped(x: float) -> float:
+    """A normalised cross entropy in [0, CE_CAP]; a non-finite one (a diverged student) is the cap."""
+    return min(x, CE_CAP) if math.isfinite(x) else CE_CAP
+
+
 @STATE_FEATURES.register("generic")
 class GenericState(StateTracker):
     """8 task-agnostic features: t/T, training and dev cross entropy and accuracy, and the change
     of three of them since the previous refresh."""
 
     needs_dev_ce = True
+    continuous = True  # cross entropies move with every change of the weights
 
     def __init__(self, spec: StateSpec) -> None:
         super().__init__(spec)
@@ -181,15 +185,14 @@ class GenericState(StateTracker):
     @torch.no_grad()
     def observe(self, outputs: torch.Tensor, batch: Batch) -> None:
         super().observe(outputs, batch)
-        values = F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), batch.targets.reshape(-1), reduction="none")
-        self._ce += float(masked_sum(values.view(batch.targets.shape), batch.mask))
+        self._ce += float(masked_sum(cross_entropy(outputs, batch.targets), batch.mask))
 
     @torch.no_grad()
     def features(self, step: int, dev: DevStats, dtype: torch.dtype) -> torch.Tensor:
         scale = math.log(self.spec.num_classes)
-        train_ce = min(self._ce / self._seen / scale, CE_CAP) if self._seen else 0.0
+        train_ce = _capped(self._ce / self._seen / scale) if self._seen else 0.0
         train_acc = self.train_accuracy()
-        dev_ce = min(dev.ce / scale, CE_CAP)
+        dev_ce = _capped(dev.ce / scale)
         dev_acc = float((dev.pred == dev.target).to(dtype).mean())
         prev = self._previous or (train_ce, dev_ce, dev_acc)
         self._previous = (train_ce, dev_ce, dev_acc)
