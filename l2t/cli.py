@@ -61,7 +61,7 @@ def _config(args: argparse.Namespace, **extra) -> Config:
     then ``--set`` overrides, then ``extra``."""
     from l2t.config import default_config_for
 
-    path = args.config
+    path = args.config or getattr(args, "config_default", None)
     if path is None and args.data and args.student:
         path = default_config_for(args.data, args.student)
         if path is not None:
@@ -268,14 +268,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.set_defaults(func=cmd_train)
 
     for name, text, default in [
-        ("demo", "the demo: teach on digits, then compare cross entropy, smooth 0-1 and L2T-DLF over seeds", "runs/demo"),
-        ("experiment", "one experiment (a config of configs/): tune every loss, teach, compare over seeds", None),
+        ("demo", "the demo (the shipped config demo): on digits, tune every loss, teach, compare over 5 seeds", "runs/demo"),
+        ("experiment", "one experiment (a config, l2t config --list): tune every loss, teach, compare over seeds", None),
     ]:
         p = sub.add_parser(name, help=text)
         _common(p)
         p.add_argument("--out", default=default, help=f"output folder (default {default or 'runs/<config name>'})")
         p.add_argument("--seeds", type=int, help="evaluation seeds per loss (default: the config's eval_seeds)")
-        p.set_defaults(func=cmd_experiment)
+        p.set_defaults(func=cmd_experiment, config_default="demo" if name == "demo" else None)
 
     p = sub.add_parser("check-grad", help="hypergradient vs central finite differences on a float64 problem")
     _common(p, data=False, trains=False)

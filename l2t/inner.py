@@ -1,4 +1,4 @@
-"""The student's training run (SPEC §1, eq. 1), written once and shared by plain training and
+"""The student's training run (docs/method.md §1, eq. 1), written once and shared by plain training and
 by every hypergradient method.
 
     outputs = f(ω_t, inputs_t);  coeffs_t = coeffs_fn(t, outputs, batch_t, ...)

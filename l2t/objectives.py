@@ -1,4 +1,4 @@
-"""Relaxed dev measures (SPEC §2): what the teacher is trained to improve.
+"""Relaxed dev measures (docs/method.md §2): what the teacher is trained to improve.
 
 An objective maps ``(outputs (..., C), targets (...))`` to one *outer loss* value per position
 (example, token), to minimise; :meth:`l2t.inner.InnerProblem.outer_loss` averages it over the real

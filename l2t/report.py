@@ -58,9 +58,11 @@ def column(summary: dict) -> str:
     return f"{summary['loss']} ({summary['teacher']})" if "teacher" in summary else summary["loss"]
 
 
-#: config fields that may differ between the runs of one row: the seed, and what an experiment
-#: tunes or compares per loss (each fixed loss runs at its own tuned rate)
+#: config fields that may differ between the runs of one row: the seed, what an experiment tunes or
+#: compares per loss (each fixed loss runs at its own tuned rate), and what only shapes a teacher
+#: (a teacher's students are told apart by the teacher they were trained with instead)
 PER_RUN = ("seed", "inner.lr", "eval_seeds", "lr_grid", "tune_seeds", "losses")
+TEACHER_ONLY = ("teacher.", "outer.")
 
 
 def _flat(cfg: dict, prefix: str = "") -> dict:
@@ -93,17 +95,23 @@ def collect(run_dirs: list[Path]) -> dict:
             if not cfg_path.exists():
                 raise L2TError(f"{summary.parent} has a summary.json but no config.json")
             flat = _flat(read_json(cfg_path))
-            setting = json.dumps({k: v for k, v in flat.items() if k not in PER_RUN}, sort_keys=True)
+            setting = json.dumps({k: v for k, v in flat.items() if k not in PER_RUN and not k.startswith(TEACHER_ONLY)},
+                                 sort_keys=True)
             runs.append((flat, setting, s))
     if not runs:
         raise L2TError(f"no student runs (summary.json with a test error) under {', '.join(map(str, run_dirs))}")
     table: dict = defaultdict(lambda: defaultdict(list))
     for flat, setting, s in runs:
         key = (Path(str(flat.get("data.name", "?"))).stem, flat.get("student.name", "?"), setting)
+        teacher = s.get("teacher_path")
         table[key][column(s)].append({"seed": s["seed"], "test": 100 * s["test_error"], "dev": 100 * s["dev_error"],
-                                      "lr": flat.get("inner.lr"), "diverged": bool(s.get("diverged"))})
-    # a column whose runs used several learning rates is split by rate, never averaged across them
+                                      "lr": flat.get("inner.lr"), "diverged": bool(s.get("diverged")),
+                                      "teacher": teacher})
+    # a column whose runs used several teachers or learning rates is split, never averaged across them
     for row in table.values():
+        for col in [c for c in row if len({r["teacher"] for r in row[c]}) > 1]:
+            for r in row.pop(col):
+                row[f"{col} [{r['teacher']}]"].append(r)
         for col in [c for c in row if len({r["lr"] for r in row[c]}) > 1]:
             for r in row.pop(col):
                 row[f"{col} @ lr {r['lr']:g}"].append(r)

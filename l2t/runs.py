@@ -57,27 +57,32 @@ def provenance() -> dict:
 
 
 def check_run_dir(run_dir: str | Path) -> Path:
-    """``run_dir`` can be written: it is a folder (or does not exist yet), and its
-    ``checkpoints/`` is no link out of it."""
+    """``run_dir`` can be written, checked without creating anything (a failed command leaves no
+    folder behind): it is a folder or can become one, and its ``checkpoints/`` is no link out."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise L2TError(f"run folder {run_dir} is a file")
     ckpt = run_dir / "checkpoints"
     if ckpt.is_symlink() or (ckpt.exists() and run_dir.resolve() not in ckpt.resolve().parents):
         raise L2TError(f"{ckpt} is a link out of the run folder; l2t writes checkpoints only inside it")
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise L2TError(f"cannot create run folder {run_dir}: {e.strerror or e}") from None
-    if not os.access(run_dir, os.W_OK):
-        raise L2TError(f"cannot write to run folder {run_dir}: permission denied")
+    existing = run_dir
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise L2TError(f"cannot create run folder {run_dir}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise L2TError(f"cannot write to run folder {run_dir}: permission denied on {existing}")
     return run_dir
 
 
 def init_run(run_dir: str | Path, cfg: Config) -> Path:
-    """Write ``config.json`` and ``provenance.json``. A ``summary.json`` of an earlier run is
-    removed first, so the folder never pairs a new config with an old summary."""
+    """Create the folder, write ``config.json`` and ``provenance.json``. A ``summary.json`` of an
+    earlier run is removed first, so the folder never pairs a new config with an old summary."""
     run_dir = check_run_dir(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise L2TError(f"cannot create run folder {run_dir}: {e.strerror or e}") from None
     (run_dir / "summary.json").unlink(missing_ok=True)
     write_json(run_dir / "config.json", to_dict(cfg))
     write_json(run_dir / "provenance.json", provenance())

@@ -5,7 +5,7 @@ teacher, trains the student for ``problem.steps`` steps with the teacher in the 
 the gradient of the outer loss (the negated relaxed dev measure) with respect to
 ``teacher_params``.
 
-Notation (SPEC §3, momentum form of Maclaurin et al. 2015, Alg. 2). Forward step t:
+Notation (docs/method.md §3, momentum form of Maclaurin et al. 2015, Alg. 2). Forward step t:
 
     v_{t+1} = γ v_t + G_t(ω_t, c_t),   G_t = ∇_ω L(ω_t; c_t, D_t) + λ ω_t
     ω_{t+1} = ω_t − η_t v_{t+1}

@@ -16,7 +16,7 @@ def bilinear(
     ``logits (..., C)``, ``targets (...)``, ``coeffs`` = ``Φ (C, C)`` set by the teacher. With
     ``Φ = I`` and no sigmoid this is cross entropy. Near ``Φ = c·I`` with small ``c``,
     ``σ(c·z) ≈ 1/2 + c·z/4``, so ``scale = 4/c`` gives the gradient of cross entropy
-    (SPEC §8); a teacher initialised there starts at the standard loss.
+    (docs/method.md §8); a teacher initialised there starts at the standard loss.
 
     ``eps > 0`` (not in the paper) reads the off-diagonal terms as ``Φ(y, j) · log(p_j + eps)``.
     In the paper's form the derivative of ``Φ(y, j) log p_j`` in the logit ``j`` is

@@ -1,4 +1,4 @@
-"""Pure heavy-ball momentum SGD, the student's inner optimizer (SPEC §1).
+"""Pure heavy-ball momentum SGD, the student's inner optimizer (docs/method.md §1).
 
     d_t     = g_t + λ ω_t            (weight decay folded into the gradient)
     v_{t+1} = γ v_t + d_t            (no dampening, v_0 = 0)

@@ -20,7 +20,7 @@ class AttentionTeacher(Teacher):
     """``W ∈ R^{C×C×N}``, ``V ∈ R^{N×|s|}``, ``N`` keys (10 in the paper).
 
     The paper's teacher is ``W softmax(V s)``. We add a fixed ``c·I`` and start from ``W = 0``:
-    the bilinear loss scaled by ``4/c`` then has the gradient of cross entropy (SPEC §8), so the
+    the bilinear loss scaled by ``4/c`` then has the gradient of cross entropy (docs/method.md §8), so the
     teacher starts at the standard loss and can only be judged by whether it improves on it.
     ``base=0`` with ``w_init_std > 0`` gives the paper's plain form.
 

@@ -1,4 +1,4 @@
-"""The student's state features ``s_t`` that every teacher reads (SPEC §4), built in one place.
+"""The student's state features ``s_t`` that every teacher reads (docs/method.md §4), built in one place.
 
 A registered builder (:data:`STATE_FEATURES`) states its dimension and turns what it observed of
 the training batches, plus one pass over the dev split, into ``s_t``:
