@@ -38,7 +38,7 @@ from l2t.losses import create_loss
 from l2t.objectives import create_objective
 from l2t.optim import MomentumSGD, make_schedule
 from l2t.students import STUDENTS, create_student
-from l2t.teachers import AttentionTeacher, StateSpec, TeachingSession, teacher_params
+from l2t.teachers import STATE_FEATURES, AttentionTeacher, StateSpec, TeachingSession, teacher_params
 from l2t.types import ClassificationTask
 
 #: student options that keep a check problem small (a few seconds per run of 12 steps)
@@ -172,7 +172,7 @@ def synthetic_problem(
     y_dev = torch.randint(0, 10, (dev_size,), generator=g).to(device)
     dev = TensorExamples(x_dev, y_dev)
     net = create_student(student, ClassificationTask((1, 28, 28), 10), **(student_options or {}))
-    teacher = AttentionTeacher(10, 13, w_init_std=0.01)
+    teacher = AttentionTeacher(10, STATE_FEATURES.get("classification").dim(10), w_init_std=0.01)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         teacher.reset_parameters()

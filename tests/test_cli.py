@@ -131,3 +131,53 @@ def test_corrupt_npz_and_bad_labels_from_the_cli(tmp_path, capsys):
              x_test=np.zeros((5, 4)), y_test=np.arange(5))
     code, _, err = run(capsys, "train", "--loss", "ce", "--data", tmp_path / "labels.npz", "--no-progress")
     assert code == 2 and "got a negative label" in err
+
+
+def test_version_config_show_and_shipped_configs(capsys):
+    from l2t import __version__
+    from l2t.config import default_config_for, shipped_configs
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"l2t {__version__}"
+    code, out, _ = run(capsys, "config", "--show", "--config", "fashion/fashion_lenet", "--set", "inner.steps=7")
+    assert code == 0 and "inner.steps = 7    # student training steps T" in out and 'student.name = "lenet"' in out
+    code, out, _ = run(capsys, "config", "--list")
+    assert code == 0 and "  fashion/fashion_lenet" in out and "ablations" not in out
+    assert "demo.toml" in shipped_configs()
+    assert default_config_for("fashion-mnist", "lenet") == "fashion/fashion_lenet.toml"  # not ..._attention
+    assert default_config_for("digits", "resnet8") is None
+
+
+def test_an_unknown_option_gets_the_subcommands_usage(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--loss", "ce", "--stepz", "3"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "usage: l2t train" in err and "unrecognized arguments: --stepz 3" in err
+
+
+def test_train_records_metrics_weights_and_advice(tmp_path, capsys):
+    import json
+
+    code, out, _ = run(capsys, "train", "--config", TINY, "--loss", "smooth01", "--lr", "1.0", "--steps", "30",
+                       "--out", tmp_path / "r", "--no-progress")
+    assert code == 0 and "note: the student" in out and "smooth 0-1's gradient at a zero margin is K/2" in out
+    lines = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 30 and set(json.loads(lines[0])) == {"step", "lr", "train_ce", "train_accuracy"}
+    assert (tmp_path / "r" / "metrics.csv").read_text().splitlines()[0] == "step,lr,train_ce,train_accuracy"
+    assert (tmp_path / "r" / "student.safetensors").is_file()
+    code, _, _ = run(capsys, "train", "--config", TINY, "--loss", "ce", "--out", tmp_path / "ok", "--no-progress")
+    from l2t.io import load_tensors
+
+    weights, meta = load_tensors(tmp_path / "ok" / "student.safetensors")
+    assert code == 0 and meta["student"] == "mlp" and "params.1.weight" in weights
+
+
+def test_tensorboard_without_its_package_is_one_line(tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is not None:
+        pytest.skip("tensorboard is installed here")
+    code, _, err = run(capsys, "train", "--config", TINY, "--loss", "ce", "--tensorboard", "--out", tmp_path / "r",
+                       "--no-progress")
+    assert code == 2 and "pip install 'l2t[tensorboard]'" in err and not (tmp_path / "r").exists()
