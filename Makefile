@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all test-slow test-gpu check-grad bench bench-long bench-gpu data clean
+.PHONY: install demo test test-all test-slow test-gpu check-grad bench bench-long bench-gpu bench-distributed data clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -47,6 +47,11 @@ bench-long: $(STAMP)
 bench-gpu: $(STAMP)
 	$(PY) benchmarks/hypergrad.py --device cuda --students mlp lenet --steps 200 1000 \
 		--methods reverse checkpoint reversible unrolled --json benchmarks/results/hypergrad_cuda.json
+
+# Teacher steps per second: 1 process x N threads against N processes x 1 thread (torchrun, gloo;
+# about 3 minutes on 2 cores). docs/distributed.md has the table.
+bench-distributed: $(STAMP)
+	$(PY) benchmarks/distributed.py --json benchmarks/results/distributed.json
 
 # Real Fashion-MNIST (IDX files under /usr/share/datasets/fashion-mnist) from Debian.
 data:

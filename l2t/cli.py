@@ -53,7 +53,10 @@ MAX_THREADS = 8
 
 
 def default_threads() -> int:
-    return max(1, min(os.cpu_count() or 1, MAX_THREADS))
+    """One per core, shared among the processes torchrun starts on this machine, at most
+    :data:`MAX_THREADS`."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return max(1, min((os.cpu_count() or 1) // max(local, 1), MAX_THREADS))
 
 
 def _config(args: argparse.Namespace, **extra) -> Config:
@@ -110,14 +113,21 @@ def _default_out(kind: str, cfg: Config) -> Path:
 
 
 def cmd_teach(args: argparse.Namespace) -> int:
-    from l2t.teach import teach
+    from l2t import distributed
+    from l2t.teach import STATE_FILE, teach
 
+    world = distributed.init(args.device or "cpu")
+    kw = dict(progress=not args.no_progress, tensorboard=args.tensorboard, world=world)
     if args.resume:
-        res = teach(None, args.resume, resume=True, progress=not args.no_progress, tensorboard=args.tensorboard)
+        res = teach(None, args.resume, resume=True, **kw)
     else:
         cfg = _config(args, **{"outer.hypergrad": args.hypergrad})
-        res = teach(cfg, args.out or _default_out("teach", cfg), progress=not args.no_progress, tensorboard=args.tensorboard)
-    print(f"teacher written to {res.teacher_path} ({len(res.metrics)} teacher steps, {res.skipped} skipped)")
+        out = Path(args.out) if args.out else _default_out("teach", cfg)
+        # torchrun restarted the job after a failure (--max-restarts): continue from the checkpoint
+        again = distributed.restarted() and (out / STATE_FILE).exists()
+        res = teach(None if again else cfg, out, resume=again, **kw)
+    if world.main:
+        print(f"teacher written to {res.teacher_path} ({len(res.metrics)} teacher steps, {res.skipped} skipped)")
     return 0
 
 
@@ -167,12 +177,16 @@ def _with_progress(fn, total: int, desc: str, disabled: bool):
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
+    from l2t import distributed
     from l2t.experiment import run_experiment
 
     cfg = _config(args)
+    world = distributed.init(cfg.device)
     out = args.out or (Path("runs") / (Path(args.config).stem if args.config else "experiment"))
-    report = run_experiment(cfg, Path(out), seeds=args.seeds or cfg.eval_seeds, progress=not args.no_progress)
-    print(report)
+    report = run_experiment(cfg, Path(out), seeds=args.seeds or cfg.eval_seeds, progress=not args.no_progress,
+                            world=world)
+    if world.main:
+        print(report)
     return 0
 
 

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from l2t.build import load_splits
 from l2t.config import TEACHER_LOSS, Config
+from l2t.distributed import ALONE, World, barrier, broadcast_text
 from l2t.errors import L2TError
 from l2t.figures import has_phi, plot_coeffs, plot_dev_measure
 from l2t.io import write_json
@@ -49,7 +50,10 @@ def results_table(out: Path, losses: list[str], seeds: int) -> str:
     return "\n".join(lines)
 
 
-def run_experiment(cfg: Config, out: Path, *, seeds: int, progress: bool = True) -> str:
+def run_experiment(cfg: Config, out: Path, *, seeds: int, progress: bool = True, world: World = ALONE) -> str:
+    """With several processes (``world``) the tuning and evaluation students and the teacher's
+    episodes are spread over them; each rank writes its own students' run folders (so on several
+    machines ``out`` must be a shared folder) and rank 0 the rest."""
     out = Path(out)
     unknown = [loss for loss in cfg.losses if loss != TEACHER_LOSS and loss not in LOSSES]
     if unknown:
@@ -58,7 +62,7 @@ def run_experiment(cfg: Config, out: Path, *, seeds: int, progress: bool = True)
     specs: dict[str, LossSpec] = {loss: FixedLoss(loss) for loss in cfg.losses if loss != TEACHER_LOSS}
     lrs, tuning = {}, {}
     for loss, spec in specs.items():
-        lrs[loss], tuning[loss] = tune_lr(cfg, data, spec, cfg.lr_grid, cfg.tune_seeds, progress)
+        lrs[loss], tuning[loss] = tune_lr(cfg, data, spec, cfg.lr_grid, cfg.tune_seeds, progress, world)
 
     if TEACHER_LOSS in cfg.losses:
         lrs[TEACHER_LOSS] = lrs.get("ce", cfg.inner.lr)
@@ -66,13 +70,19 @@ def run_experiment(cfg: Config, out: Path, *, seeds: int, progress: bool = True)
         teach_dir = out / "teach"
         # A teacher run already in the folder is continued (or reused, if complete) when it was
         # started with this very config; teach() refuses a different config.
-        teach(teach_cfg, teach_dir, resume=(teach_dir / STATE_FILE).exists(), progress=progress)
+        resume = bool(int(broadcast_text(str(int((teach_dir / STATE_FILE).exists())) if world.main else None, world)))
+        teach(teach_cfg, teach_dir, resume=resume, progress=progress, world=world)
+        barrier(world)  # the teacher file is written
         specs[TEACHER_LOSS] = load_loss(cfg, f"teacher:{teach_dir}")
 
     jobs = [(loss, s) for loss in cfg.losses for s in range(seeds)]
-    for loss, s in tqdm(jobs, desc="students", disable=not progress, unit="run"):
+    mine = [job for i, job in enumerate(jobs) if world.owner(i) == world.rank]
+    for loss, s in tqdm(mine, desc="students", disable=not progress or not world.main, unit="run"):
         c = replace(cfg, seed=s, inner=replace(cfg.inner, lr=lrs[loss]))
         record_student(c, data, specs[loss], s, out / loss / f"seed{s}", overwrite=True)
+    barrier(world)
+    if not world.main:
+        return ""
 
     table = results_table(out, cfg.losses, seeds)
     figures = ""

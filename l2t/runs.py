@@ -51,6 +51,7 @@ def provenance() -> dict:
         "numpy": np.__version__,
         "platform": platform.platform(),
         "torch_threads": torch.get_num_threads(),
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         "argv": sys.argv,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -42,6 +42,7 @@ from l2t.build import build_problem, build_student, build_teacher, load_splits, 
 from l2t.config import Config, config_from_dict, load_config, to_dict
 from l2t.data import DataSplits, derive_seed
 from l2t.data.batches import TAG_TEACH
+from l2t.distributed import ALONE, World, agree, broadcast_text, broadcast_tree, gather_episodes
 from l2t.errors import Diverged, L2TError
 from l2t.evaluate import Evaluation, evaluate
 from l2t.hypergrad import get_method, hypergradient
@@ -148,7 +149,8 @@ class EpisodeResult:
     dev_measure: float  # E[p(y|x)] of the episode's final student on dev
     dev_error: float
     seconds: float
-    reason: str = ""  # why it is not ok
+    reason: str = ""  # why it is not ok (known to the rank that ran it)
+    rank: int = 0  # the process that ran it
 
     @property
     def finite(self) -> bool:
@@ -236,9 +238,10 @@ def initial_state(t: Teaching) -> TeachState:
     return TeachState(params, make_outer_optimizer(t.cfg).init(params), params, t.teacher.init_memory())
 
 
-def teacher_step(t: Teaching, state: TeachState, step: int, run=run_episode) -> tuple[TeachState, dict]:
+def teacher_step(t: Teaching, state: TeachState, step: int, run=run_episode, world: World = ALONE) -> tuple[TeachState, dict]:
     """One step of Algorithm 1 from ``state``: ``(new state, metrics record)``. ``run`` runs an
-    episode (:func:`run_episode`, or its stand-in for another process)."""
+    episode (:func:`run_episode`, or a stand-in); with several processes (``world``) each runs
+    its share of the episodes and all of them apply the same update (:mod:`l2t.distributed`)."""
     cfg = t.cfg
     t0 = time.perf_counter()
     record: dict = {"step": step}
@@ -253,14 +256,17 @@ def teacher_step(t: Teaching, state: TeachState, step: int, run=run_episode) -> 
                 objective = float(t.problem.outer_loss(*final))
             record |= {"reference_outer_loss": finite_or_none(objective), "reference_dev_measure": m.expected_accuracy,
                        "reference_dev_error": m.error}
-    results = [run(cfg, state.params, state.memory, step, e, reference_params=reference, teaching=t)
-               for e in range(cfg.outer.episodes)]
+    mine = {e: run(cfg, state.params, state.memory, step, e, reference_params=reference, teaching=t)
+            for e in range(cfg.outer.episodes) if world.owner(e) == world.rank}
+    results = gather_episodes(mine, step, cfg.outer.episodes, state.params, state.memory, world)
     ok = [r for r in results if r.finite]
     for r in results:
-        if not r.finite:
+        if not r.finite and r.episode in mine:
             log.warning("teacher step %d, episode %d: %s; episode skipped", step, r.episode, r.reason)
     record["episodes_ok"] = len(ok)
     record["episodes_diverged"] = sum(r.status == "diverged" for r in results)
+    if world.size > 1:
+        record["episode_ranks"] = [r.rank for r in results]
     params, opt_state, memory, skipped = state.params, state.opt, state.memory, state.skipped
     if not ok:
         skipped += 1
@@ -316,71 +322,97 @@ def teaching_part(cfg: Config) -> Config:
 
 
 def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
-          tensorboard: bool = False) -> TeachResult:
+          tensorboard: bool = False, world: World = ALONE) -> TeachResult:
     """Train a teacher with ``cfg`` into ``run_dir``.
 
     With ``resume`` the run continues from its last checkpoint with its own saved config;
     ``cfg`` may then be ``None``, and if given must agree with the saved one in every field that
     affects the teacher (:func:`teaching_part`): an experiment whose learning-rate grid or number
-    of evaluation seeds changed reuses its finished teacher.
+    of evaluation seeds changed reuses its finished teacher. With several processes (``world``)
+    rank 0 reads and writes the run folder and the others follow it (:mod:`l2t.distributed`).
     """
     run_dir = Path(run_dir)
+    error = None
+    if world.main:
+        try:
+            cfg = _check_start(cfg, run_dir, resume)
+            check_run_dir(run_dir)
+            if tensorboard:
+                require_tensorboard()
+        except L2TError as e:
+            error = str(e)
+    agree(error, world)
+    if resume:  # the saved config, which only rank 0 may be able to read
+        cfg = config_from_dict(json.loads(broadcast_text(json.dumps(to_dict(cfg)) if world.main else None, world)))
+    elif cfg is None:
+        raise ValueError("teach() needs a config unless it resumes")
+    t = setup(cfg)
+    if world.size > cfg.outer.episodes and world.main:
+        log.warning("%d processes for %d episodes a teacher step: ranks %d..%d stay idle", world.size,
+                    cfg.outer.episodes, cfg.outer.episodes, world.size - 1)
+    state, start, metrics = initial_state(t), 0, []
+    if world.main:
+        if not resume:
+            init_run(run_dir, cfg)
+        elif removed := remove_stale_temporaries(run_dir):
+            log.info("removed %d temporary file(s) a killed run left in %s", removed, run_dir)
+        if resume and (run_dir / STATE_FILE).exists():
+            start, state = _load_state(run_dir, state)
+            log.info("resuming %s at teacher step %d", run_dir, start)
+        # Drop records past the checkpoint (written after it, before a kill); rewrite atomically.
+        metrics = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["step"] < start]
+        write_jsonl(run_dir / "metrics.jsonl", metrics)
+    if world.size > 1:
+        start = int(broadcast_tree({"start": start}, world)["start"])
+        state = TeachState(**broadcast_tree(vars(state), world))
+
+    bar = tqdm(range(start, cfg.outer.steps), initial=start, total=cfg.outer.steps, desc="teacher",
+               disable=not progress or not world.main, unit="step")
+    for step in bar:
+        state, record = teacher_step(t, state, step, world=world)
+        if world.main:
+            if "dev_measure" in record:
+                bar.set_postfix(dev_measure=f"{record['dev_measure']:.4f}", dev_err=f"{record['dev_error']:.4f}")
+            append_jsonl(run_dir / "metrics.jsonl", record)
+            metrics.append(record)
+            done = step + 1
+            if done % cfg.outer.checkpoint_every == 0 or done == cfg.outer.steps:
+                _save_state(run_dir, done, state)
+    bar.close()
+
+    teacher_path = run_dir / "teacher.safetensors"
+    if world.main:
+        save_teacher(
+            teacher_path, t.teacher, state.params, name=cfg.teacher.name, state_every=cfg.teacher.state_every,
+            features=t.spec.features, memory=state.memory, total_steps=cfg.inner.steps,
+            class_names=list(t.data.class_names), data=cfg.data.name,
+        )
+        write_csv(run_dir / "metrics.csv", metrics)
+        if tensorboard:
+            write_tensorboard(run_dir, metrics)
+        tail = [r for r in metrics[-5:] if "dev_measure" in r]
+        write_json(run_dir / "summary.json", {
+            "teacher_steps": cfg.outer.steps,
+            "skipped_steps": state.skipped,
+            "diverged_episodes": sum(r.get("episodes_diverged", 0) for r in metrics),
+            "final_dev_measure_last5": sum(r["dev_measure"] for r in tail) / len(tail) if tail else None,
+            "seconds": sum(r["seconds"] for r in metrics),
+            "teacher": str(teacher_path),
+            "world_size": world.size,
+        })
+    return TeachResult(run_dir, teacher_path, metrics, state.skipped)
+
+
+def _check_start(cfg: Config | None, run_dir: Path, resume: bool) -> Config | None:
+    """The config to train with: the saved one when resuming (``cfg``, if given, must agree with
+    it where it matters), else ``cfg``, refused over a run that is already there."""
     if resume:
         if not (run_dir / "config.json").is_file():
             raise L2TError(f"cannot resume: {run_dir} holds no config.json (not an l2t teach run)")
         saved = load_config(run_dir / "config.json")
         if cfg is not None and teaching_part(cfg) != teaching_part(saved):
             raise L2TError(f"{run_dir} holds a teacher run with a different config; remove it or use another folder")
-        cfg = saved
-    elif cfg is None:
-        raise ValueError("teach() needs a config unless it resumes")
-    elif (run_dir / STATE_FILE).exists():
+        return saved
+    if cfg is not None and (run_dir / STATE_FILE).exists():
         raise L2TError(f"{run_dir} already holds a teacher run; use --resume {run_dir} or another --out")
-
-    check_run_dir(run_dir)
-    if tensorboard:
-        require_tensorboard()
-    t = setup(cfg)
-    if not resume:
-        init_run(run_dir, cfg)
-    elif removed := remove_stale_temporaries(run_dir):
-        log.info("removed %d temporary file(s) a killed run left in %s", removed, run_dir)
-    state, start = initial_state(t), 0
-    if resume and (run_dir / STATE_FILE).exists():
-        start, state = _load_state(run_dir, state)
-        log.info("resuming %s at teacher step %d", run_dir, start)
-    # Drop records past the checkpoint (written after it, before a kill); rewrite atomically.
-    metrics = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["step"] < start]
-    write_jsonl(run_dir / "metrics.jsonl", metrics)
-
-    bar = tqdm(range(start, cfg.outer.steps), initial=start, total=cfg.outer.steps, desc="teacher", disable=not progress, unit="step")
-    for step in bar:
-        state, record = teacher_step(t, state, step)
-        if "dev_measure" in record:
-            bar.set_postfix(dev_measure=f"{record['dev_measure']:.4f}", dev_err=f"{record['dev_error']:.4f}")
-        append_jsonl(run_dir / "metrics.jsonl", record)
-        metrics.append(record)
-        done = step + 1
-        if done % cfg.outer.checkpoint_every == 0 or done == cfg.outer.steps:
-            _save_state(run_dir, done, state)
-    bar.close()
-
-    teacher_path = run_dir / "teacher.safetensors"
-    save_teacher(
-        teacher_path, t.teacher, state.params, name=cfg.teacher.name, state_every=cfg.teacher.state_every,
-        features=t.spec.features, memory=state.memory, total_steps=cfg.inner.steps,
-        class_names=list(t.data.class_names), data=cfg.data.name,
-    )
-    write_csv(run_dir / "metrics.csv", metrics)
-    if tensorboard:
-        write_tensorboard(run_dir, metrics)
-    tail = [r for r in metrics[-5:] if "dev_measure" in r]
-    write_json(run_dir / "summary.json", {
-        "teacher_steps": cfg.outer.steps,
-        "skipped_steps": state.skipped,
-        "diverged_episodes": sum(r.get("episodes_diverged", 0) for r in metrics),
-        "final_dev_measure_last5": sum(r["dev_measure"] for r in tail) / len(tail) if tail else None,
-        "seconds": sum(r["seconds"] for r in metrics),
-        "teacher": str(teacher_path),
-    })
-    return TeachResult(run_dir, teacher_path, metrics, state.skipped)
+    return cfg

@@ -24,6 +24,7 @@ from l2t.config import TEACHER_LOSS, Config
 from l2t.data import DataSplits, derive_seed
 from l2t.data.batches import TAG_EVAL, TAG_TUNE
 from l2t.errors import L2TError
+from l2t.distributed import ALONE, World, allreduce_sum
 from l2t.evaluate import evaluate
 from l2t.inner import no_coeffs, rollout
 from l2t.io import finite_or_none, require_tensorboard, save_tensors, write_csv, write_json, write_jsonl, write_tensorboard
@@ -221,18 +222,25 @@ def load_loss(cfg: Config, text: str) -> LossSpec:
 
 
 def tune_lr(cfg: Config, data: DataSplits, loss: LossSpec, grid: list[float], seeds: int,
-            progress: bool = False) -> tuple[float, dict[float, float]]:
+            progress: bool = False, world: World = ALONE) -> tuple[float, dict[float, float]]:
     """The learning rate in ``grid`` with the lowest mean dev error for ``loss``.
 
     Tuning students use their own seeds (apart from evaluation and teacher-training seeds) and
-    are judged on the dev split only.
+    are judged on the dev split only. With several processes (``world``) the students are spread
+    over them and every rank gets every dev error, so every rank picks the same rate.
     """
     if not grid:
         return cfg.inner.lr, {}
+    jobs = [(float(lr), s) for lr in grid for s in range(seeds)]
+    errors = torch.zeros(len(jobs), dtype=torch.float64)
+    mine = [i for i in range(len(jobs)) if world.owner(i) == world.rank]
+    for i in tqdm(mine, desc=f"tune {loss.label}", unit="student", disable=not progress or not world.main):
+        lr, s = jobs[i]
+        errors[i] = train_student(replace(cfg, inner=replace(cfg.inner, lr=lr)), data, loss, derive_seed(s, TAG_TUNE)).dev_error
+    errors = allreduce_sum(errors, world).tolist()
     dev_error = {}
-    for lr in tqdm(grid, desc=f"tune {loss.label}", unit="lr", disable=not progress):
-        c = replace(cfg, inner=replace(cfg.inner, lr=float(lr)))
-        runs = [train_student(c, data, loss, derive_seed(s, TAG_TUNE)) for s in range(seeds)]
-        dev_error[float(lr)] = sum(r.dev_error for r in runs) / len(runs)
+    for lr in grid:
+        runs = [e for (l, _), e in zip(jobs, errors) if l == float(lr)]
+        dev_error[float(lr)] = sum(runs) / len(runs)
     best = min(dev_error, key=lambda lr: (dev_error[lr], -lr))
     return best, dev_error
