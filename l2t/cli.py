@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from l2t.config import Config, load_config, parse_override
-from l2t.errors import L2TError
+from l2t.errors import AgreedError, L2TError
 
 log = logging.getLogger("l2t")
 
@@ -24,13 +24,14 @@ def _common(p: argparse.ArgumentParser, *, data: bool = True, trains: bool = Tru
     if data:
         p.add_argument("--config", help="a TOML config: a file, or a shipped one by name (l2t config --list), e.g. "
                                         "fashion/fashion_lenet; without it, the shipped config of --data and --student "
-                                        "when there is one, else the digits demo's defaults")
+                                        "when there is one, else the defaults (digits, an MLP, the attention teacher)")
         p.add_argument("--data", help="digits | toy-reverse | fashion-mnist | mnist | cifar10 | cifar100 | FOLDER (IDX or "
                                       "CIFAR files) | FILE.npz (l2t list)")
         p.add_argument("--download", action="store_true",
                        help="fetch a named public data set (checksummed) into $L2T_DATA_DIR or ~/.cache/l2t first")
         p.add_argument("--student", help=f"student architecture: {', '.join(STUDENTS.list())}; resets the student's "
                                          "options from the config")
+        p.add_argument("--teacher", dest="teacher_name", help="the teacher (l2t list); resets the teacher's options")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override any config value, e.g. --set inner.lr=0.05 (repeatable; l2t config --show lists "
                             "the keys)")
@@ -79,6 +80,9 @@ def _config(args: argparse.Namespace, **extra) -> Config:
     if args.student and args.student != base.student.name:
         overrides["student.name"] = args.student
         overrides["student.options"] = {}
+    if getattr(args, "teacher_name", None) and args.teacher_name != base.teacher.name:
+        overrides["teacher.name"] = args.teacher_name
+        overrides["teacher.options"] = {}
     if args.seed is not None:
         overrides["seed"] = args.seed
     if args.device:
@@ -99,8 +103,8 @@ def _with_epochs(cfg: Config, epochs: float) -> Config:
 
     from l2t.build import load_splits
 
-    if not epochs > 0:
-        raise L2TError(f"--epochs must be positive, got {epochs}")
+    if not 0 < epochs < 1e6:
+        raise L2TError(f"--epochs must be positive and finite (below 1e6), got {epochs}")
     per_epoch = len(load_splits(cfg).train) // cfg.inner.batch_size
     steps = max(1, round(epochs * per_epoch))
     log.info("%g epochs of %d batches: %d steps", epochs, per_epoch, steps)
@@ -114,18 +118,18 @@ def _default_out(kind: str, cfg: Config) -> Path:
 
 def cmd_teach(args: argparse.Namespace) -> int:
     from l2t import distributed
-    from l2t.teach import STATE_FILE, teach
+    from l2t.teach import teach
 
-    world = distributed.init(args.device or "cpu")
+    cfg = None if args.resume else _config(args, **{"outer.hypergrad": args.hypergrad})
+    world = distributed.init(args.device or (cfg.device if cfg is not None else "cpu"))
     kw = dict(progress=not args.no_progress, tensorboard=args.tensorboard, world=world)
     if args.resume:
         res = teach(None, args.resume, resume=True, **kw)
     else:
-        cfg = _config(args, **{"outer.hypergrad": args.hypergrad})
         out = Path(args.out) if args.out else _default_out("teach", cfg)
-        # torchrun restarted the job after a failure (--max-restarts): continue from the checkpoint
-        again = distributed.restarted() and (out / STATE_FILE).exists()
-        res = teach(None if again else cfg, out, resume=again, **kw)
+        # torchrun restarted the job after a failure (--max-restarts): teach() continues from the
+        # checkpoint this job wrote (and compares the config)
+        res = teach(cfg, out, restart=distributed.restarted(), **kw)
     if world.main:
         print(f"teacher written to {res.teacher_path} ({len(res.metrics)} teacher steps, {res.skipped} skipped)")
     return 0
@@ -139,8 +143,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = load_splits(cfg)
     loss = load_loss(cfg, args.loss)
     label = loss.label
-    # a teacher's students are named after the teacher's run folder, so two teachers' never collide
-    name = label if not isinstance(loss, TaughtLoss) else f"{label}-{Path(loss.path).resolve().name}"
+    # a teacher's students are named after the teacher's file, so two teachers' never collide
+    name = label if not isinstance(loss, TaughtLoss) else f"{label}-{teacher_tag(loss.path)}"
     out = Path(args.out) if args.out else _default_out(f"train-{name}", cfg)
     res = _with_progress(lambda hook: record_student(cfg, data, loss, cfg.seed, out, on_step=hook, overwrite=args.overwrite,
                                                      tensorboard=args.tensorboard),
@@ -151,6 +155,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"note: {hint}")
     print(f"results in {out}")
     return 0
+
+
+def teacher_tag(path: str) -> str:
+    """A short, stable name for a teacher file: 8 hex digits of its resolved path."""
+    import hashlib
+
+    from l2t.teachers.checkpoint import resolve_teacher_path
+
+    return hashlib.sha1(str(resolve_teacher_path(path).resolve()).encode()).hexdigest()[:8]
 
 
 def advice(cfg: Config, data, loss, res) -> list[str]:
@@ -183,8 +196,10 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     cfg = _config(args)
     world = distributed.init(cfg.device)
     out = args.out or (Path("runs") / (Path(args.config).stem if args.config else "experiment"))
-    report = run_experiment(cfg, Path(out), seeds=args.seeds or cfg.eval_seeds, progress=not args.no_progress,
-                            world=world)
+    seeds = cfg.eval_seeds if args.seeds is None else args.seeds
+    if seeds < 1:
+        raise L2TError(f"--seeds must be at least 1, got {seeds}")
+    report = run_experiment(cfg, Path(out), seeds=seeds, progress=not args.no_progress, world=world)
     if world.main:
         print(report)
     return 0
@@ -201,16 +216,26 @@ def cmd_check_grad(args: argparse.Namespace) -> int:
     device = resolve_device(args.device or "cpu")
     cfg = check_config(student=args.student, teacher=args.teacher, steps=args.steps, every=args.every,
                        seed=args.seed or 0, momentum=args.momentum, device=str(device), overrides=args.overrides)
-    res = check(check_problem(cfg), args.method, directions=args.directions, seed=args.seed or 0)
-    worst = res.max_rel_error
+    cp = check_problem(cfg)
     print(f"method {args.method}, student {cfg.student.name} on {cfg.data.name}, {cfg.teacher.name} teacher: float64, "
           f"{cfg.inner.steps} momentum-SGD steps, state refreshed every {cfg.teacher.state_every}")
-    for i, e in enumerate(res.rel_errors):
-        print(f"  direction {i}: relative error {e:.3e}")
-    held = ("the state features (continuous here) held at the nominal run's values" if res.continuous_features
-            else f"{res.jumps}/{res.evaluations} perturbed runs crossed a state-feature jump")
-    print(f"max relative error vs central finite differences: {worst:.3e} (tolerance {args.tol:.0e}); {held}")
-    ok = worst <= args.tol and torch.isfinite(torch.tensor(worst))
+    if cfg.teacher.name == "dln":  # the loss network's hypergradient, then the LSTM's gradient through stage 3
+        from l2t.gradcheck import check_loss_network
+
+        results = zip(("dJ/dφ (loss network)", "dJ(φ'(θ))/dθ (LSTM, stage 3)"),
+                      check_loss_network(cp, args.method, directions=args.directions, seed=args.seed or 0))
+    else:
+        results = [("d outer / d teacher", check(cp, args.method, directions=args.directions, seed=args.seed or 0))]
+    ok = True
+    for what, res in results:
+        worst = res.max_rel_error
+        print(what)
+        for i, e in enumerate(res.rel_errors):
+            print(f"  direction {i}: relative error {e:.3e}")
+        held = ("the state features (continuous here) held at the nominal run's values" if res.continuous_features
+                else f"{res.jumps}/{res.evaluations} perturbed runs crossed a state-feature jump")
+        print(f"max relative error vs central finite differences: {worst:.3e} (tolerance {args.tol:.0e}); {held}")
+        ok = ok and worst <= args.tol and bool(torch.isfinite(torch.tensor(worst)))
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 
@@ -341,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
         _set_threads(getattr(args, "threads", None))
         return args.func(args)
     except L2TError as e:
-        print(f"l2t: error: {e}", file=sys.stderr)
+        if not (isinstance(e, AgreedError) and os.environ.get("RANK", "0") != "0"):  # said once, by rank 0
+            print(f"l2t: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("l2t: interrupted", file=sys.stderr)

@@ -1,7 +1,7 @@
 """Experiment configuration: frozen dataclasses, loaded from TOML and overridden from the CLI.
 
-The defaults are the demo: scikit-learn digits, an MLP 64-64-10, 300 momentum-SGD steps, the
-attention teacher. A config file sets any subset of the fields, by section::
+The defaults: scikit-learn digits, an MLP 64-64-10, 300 momentum-SGD steps, the paper's
+attention teacher (the demo is the shipped config ``demo``). A config file sets any subset of the fields, by section::
 
     seed = 0
     [inner]
@@ -45,7 +45,7 @@ def at_least(low: float) -> Callable[[Any], str | None]:
 
 
 def positive(v: Any) -> str | None:
-    return None if v is None or v > 0 else "must be positive"
+    return None if v is None or 0 < v < float("inf") else "must be positive and finite"
 
 
 def below_one(v: float) -> str | None:
@@ -127,8 +127,9 @@ class OuterConfig:
                                 "expected_accuracy (the paper's relaxed accuracy)")
     hypergrad: str = _key("reverse", "reverse | checkpoint[:k] | reversible[:R] | truncated:K | unrolled")
     protocol: str = _key("full", "full: every episode a fresh student trained inner.steps steps; phases: "
-                                 "episode_steps steps from snapshots of a reference run", one_of("full", "phases"))
-    episode_steps: int = _key(0, "protocol phases: steps per episode", at_least(0))
+                                 "episode_steps steps from snapshots of a reference run; online: one student taught "
+                                 "episode_steps at a time, never reset (L2T-DLN's)", one_of("full", "phases", "online"))
+    episode_steps: int = _key(0, "protocols phases and online: student steps per episode (online: K)", at_least(0))
     snapshots: int = _key(8, "protocol phases: start states kept from each reference run", at_least(1))
     reference_every: int = _key(10, "protocol phases: re-make the reference run every this many teacher steps "
                                      "(0: once, at the cross-entropy start)", at_least(0))

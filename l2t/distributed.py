@@ -17,6 +17,7 @@ No pickles travel: only tensors.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
 import logging
@@ -54,9 +55,14 @@ ALONE = World()
 
 def world_from_env() -> World:
     """The world torchrun describes in the environment (``WORLD_SIZE``, ``RANK``, ...), or alone."""
+    from l2t.errors import L2TError
+
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size <= 1:
         return ALONE
+    missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
+    if missing:
+        raise L2TError(f"WORLD_SIZE={size} but {', '.join(missing)} unset: launch with torchrun")
     return World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")),
                  int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
@@ -71,7 +77,9 @@ def init(device: str) -> World:
         cuda = device.startswith("cuda")
         if cuda:
             torch.cuda.set_device(world.local_rank)
-        timeout = datetime.timedelta(minutes=30)
+        # ranks wait inside a collective while others finish their episodes (more ranks than
+        # episodes, or an uneven share): the timeout must outlast the longest episode
+        timeout = datetime.timedelta(hours=float(os.environ.get("L2T_DIST_TIMEOUT_HOURS", "24")))
         # A job torchrun restarted (--max-restarts) meets again in the store of the first attempt:
         # give each attempt its own key prefix, so stale keys of the failed one are never read.
         store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world.size,
@@ -80,8 +88,16 @@ def init(device: str) -> World:
         store = dist.PrefixStore(f"l2t/attempt{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
         dist.init_process_group("nccl" if cuda else "gloo", store=store, rank=world.rank, world_size=world.size,
                                 timeout=timeout)
+        atexit.register(_leave)
         log.info("rank %d of %d (local %d of %d) joined", world.rank, world.size, world.local_rank, world.local_size)
     return world
+
+
+def _leave() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def restarted() -> bool:
@@ -222,8 +238,8 @@ def gather_episodes(local: dict[int, Any], step: int, episodes: int, params: dic
 def agree(error: str | None, world: World) -> None:
     """Raise rank 0's error (an :class:`~l2t.errors.L2TError` message, or ``None``) on every rank,
     so that a check only rank 0 can make (its run folder) stops the whole job with one line."""
-    from l2t.errors import L2TError
+    from l2t.errors import AgreedError
 
     message = broadcast_text(error or "", world) if world.size > 1 else (error or "")
     if message:
-        raise L2TError(message)
+        raise AgreedError(message)

@@ -9,6 +9,11 @@ class L2TError(Exception):
     """A problem with the user's input (path, file, shape, name, value), not a bug in l2t."""
 
 
+class AgreedError(L2TError):
+    """An error every process of a torchrun job raises together (rank 0's, broadcast); only rank
+    0 prints it."""
+
+
 class Diverged(L2TError):
     """A student's training left the range where its hypergradient means anything (non-finite or
     exploding values, or a fixed-point walk out of range). ``teach`` skips such an episode, logs

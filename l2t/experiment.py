@@ -1,5 +1,5 @@
 """One experiment: the losses of a config compared on the same seeds (``l2t experiment``;
-``l2t demo`` is this with the default config on digits).
+``l2t demo`` is this with the shipped config ``demo`` on digits).
 
 1. Tune the learning rate of each fixed loss on the dev split: the same grid (``lr_grid``) and
    the same number of students (``tune_seeds``) for every loss.
@@ -7,8 +7,11 @@
    entropy (the loss it starts from), when ``l2t-dlf`` is among ``losses``.
 3. Train ``eval_seeds`` fresh students per loss with the same seeds (initial weights, batches)
    and schedule, each into ``OUT/<loss>/seed<k>`` (the teacher's students keep their ``Φ_t``).
-4. Write ``results.md`` (test error, mean ± std over seeds) and, with a teacher, Fig. 3 (dev
-   measure along teacher optimisation) and Fig. 4 (``Φ_t`` at three phases).
+4. Write ``results.md`` (test error, mean ± std over seeds) and, with a teacher, Fig. 3 (the
+   teacher's objective along its optimisation) and Fig. 4 (``Φ_t`` at three phases).
+
+Every name in the config (losses, teacher, hypergradient method) is checked before any student
+trains, so a typo costs nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from l2t.build import load_splits
 from l2t.config import TEACHER_LOSS, Config
 from l2t.distributed import ALONE, World, barrier, broadcast_text
 from l2t.errors import L2TError
+from l2t.hypergrad import get_method
+from l2t.runs import check_run_dir
+from l2t.teachers import TEACHERS
 from l2t.figures import has_phi, plot_coeffs, plot_dev_measure
 from l2t.io import write_json
 from l2t.losses import LOSSES
@@ -45,7 +51,10 @@ def results_table(out: Path, losses: list[str], seeds: int) -> str:
         (m, sd), (dm, dsd) = mean_std(test), mean_std(dev)
         diverged = sum(r["diverged"] for r in runs)
         per = ", ".join(f"{e:.2f}" for e in test) + (f" ({diverged} diverged)" if diverged else "")
-        label = LABELS.get(loss, loss) if "teacher" not in runs[0] else f"L2T-DLF ({runs[0]['teacher']} teacher)"
+        label = LABELS.get(loss, loss)
+        if "teacher" in runs[0]:
+            label = ("L2T-DLN (its loss networks)" if runs[0]["teacher"] == "dln_schedule"
+                     else f"L2T-DLF ({runs[0]['teacher']} teacher)")
         lines.append(f"| {label} | {runs[0]['lr']:g} | {m:.2f} ± {sd:.2f} | {dm:.2f} ± {dsd:.2f} | {per} |")
     return "\n".join(lines)
 
@@ -58,6 +67,10 @@ def run_experiment(cfg: Config, out: Path, *, seeds: int, progress: bool = True,
     unknown = [loss for loss in cfg.losses if loss != TEACHER_LOSS and loss not in LOSSES]
     if unknown:
         raise L2TError(f"unknown loss(es) {', '.join(unknown)} in losses; known: {', '.join(LOSSES.list() + [TEACHER_LOSS])}")
+    if TEACHER_LOSS in cfg.losses:
+        TEACHERS.get(cfg.teacher.name)
+        get_method(cfg.outer.hypergrad)
+        check_run_dir(out / "teach")
     data = load_splits(cfg)
     specs: dict[str, LossSpec] = {loss: FixedLoss(loss) for loss in cfg.losses if loss != TEACHER_LOSS}
     lrs, tuning = {}, {}

@@ -55,7 +55,7 @@ def plot_dev_measure(teach_run: str | Path, out: str | Path, title: str | None =
     teach_run, out = Path(teach_run), Path(out)
     all_records = read_jsonl(teach_run / "metrics.jsonl")
     cfg = read_json(teach_run / "config.json") if (teach_run / "config.json").exists() else {}
-    objective = cfg.get("outer", {}).get("objective", "expected_accuracy")
+    objective = cfg.get("outer", {}).get("objective", "ce")  # the config's default
     label, sign = _OBJECTIVES.get(objective, (f"dev objective {objective}", 1.0))
     prefix = "reference_" if any("reference_outer_loss" in r for r in all_records) else ""
     records = [r for r in all_records if r.get(f"{prefix}outer_loss") is not None]
@@ -100,10 +100,8 @@ def save_phases(path: str | Path, phases, *, base: float, class_names: list[str]
 def has_phi(phases_file: str | Path) -> bool:
     """Whether a student's phases hold one ``(C, C)`` matrix ``Φ`` per phase (what Fig. 4 draws);
     a teacher whose coefficients are several tensors, or none, has no such figure."""
-    from safetensors import safe_open
-
-    with safe_open(str(phases_file), framework="pt") as f:
-        return "coeffs" in f.keys() and len(f.get_slice("coeffs").get_shape()) == 3
+    tensors, _ = load_tensors(phases_file)  # a corrupt file is one error line
+    return "coeffs" in tensors and tensors["coeffs"].dim() == 3
 
 
 def _relative(coeffs: np.ndarray, base: float) -> tuple[np.ndarray, str]:

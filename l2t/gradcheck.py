@@ -65,6 +65,8 @@ def _teacher_options(name: str, seed: int) -> dict:
                 "init_smoothing": (0.1 + 0.05 * torch.randn(3, generator=g, dtype=torch.float64)).tolist()}
     if name == "recurrent":
         return {"hidden": 6, "keys": 3, "w_init_std": 0.1}
+    if name == "dln":  # a small loss network and LSTM, and a large step so that θ moves the loss
+        return {"hidden": 8, "layers": 2, "step": 0.1, "sizes": [4, 8, 8, 1], "activation": "tanh"}
     return {}
 
 
@@ -239,6 +241,56 @@ def check(cp: CheckProblem, method: str, *, directions: int = 6, eps: float = 1e
         analytic = float(g @ d)
         errors.append(abs(analytic - fd) / max(abs(analytic), abs(fd), 1e-300))
     return CheckResult(method, errors, res.grads, jumps, 4 * directions, cp.spec.tracker().continuous)
+
+
+def check_loss_network(cp: CheckProblem, method: str, *, directions: int = 6, eps: float = 1e-5, seed: int = 0,
+                       lstm_eps: float = 1e-4) -> tuple[CheckResult, CheckResult]:
+    """The two gradients of L2T-DLN's teacher step against finite differences (float64):
+
+    1. ``dJ/dφ``, the hypergradient of the dev loss with respect to the loss network's weights
+       (stages 1 and 3), by ``method``, through a :class:`~l2t.teachers.CoefficientsProbe`;
+    2. ``dJ(φ'(θ))/dθ``, the LSTM's gradient through stage 3: ``φ' = propose(θ, dJ/dφ, memory)``,
+       ``J`` the dev loss of the unroll under ``φ'``, chained as :mod:`l2t.online` does.
+
+    The loss network starts away from cross entropy (its last layer drawn at std 0.3)."""
+    from l2t.teachers import CoefficientsProbe
+
+    teacher = cp.teacher
+    memory = teacher.init_memory()
+    g = torch.Generator().manual_seed(seed)
+    last = f"w{len(memory['phi']) - 1}"
+    memory["phi"][last] = (0.3 * torch.randn(memory["phi"][last].shape, generator=g, dtype=torch.float64)).to(
+        memory["phi"][last])
+    phi = memory["phi"]
+    probe = CoefficientsProbe(phi).to(next(iter(phi.values())))
+    first = check(CheckProblem(cp.problem, cp.episode, probe, phi, cp.spec), method, directions=directions, eps=eps,
+                  seed=seed)
+    g_phi = hypergradient(cp.problem, cp.episode, probe, phi, cp.spec, method=method).grads
+
+    def stage3(theta: dict) -> tuple[float, dict]:
+        new_phi, _ = teacher.propose(theta, g_phi, memory)
+        return outer_loss_at(CheckProblem(cp.problem, cp.episode, probe, new_phi, cp.spec), new_phi)[0], new_phi
+
+    with torch.enable_grad():
+        leaf = {k: v.detach().requires_grad_() for k, v in cp.teacher_params.items()}
+        new_phi, _ = teacher.propose(leaf, g_phi, memory)
+    third = hypergradient(cp.problem, cp.episode, probe, {k: v.detach() for k, v in new_phi.items()}, cp.spec,
+                          method=method)
+    with torch.enable_grad():
+        grads = torch.autograd.grad([new_phi[k] for k in new_phi], tuple(leaf.values()),
+                                    grad_outputs=[third.grads[k] for k in new_phi], allow_unused=True)
+    grads = {k: torch.zeros_like(v) if gr is None else gr for (k, v), gr in zip(leaf.items(), grads)}
+    flat = torch.cat([grads[k].flatten() for k in cp.teacher_params])
+    gen = torch.Generator().manual_seed(seed + 2)
+    errors = []
+    for _ in range(directions):
+        d = torch.randn(flat.numel(), generator=gen, dtype=flat.dtype).to(flat.device)
+        d /= d.norm()
+        j = {s: stage3(_shift(cp.teacher_params, s * lstm_eps * d))[0] for s in (2, 1, -1, -2)}
+        fd = (8 * (j[1] - j[-1]) - (j[2] - j[-2])) / (12 * lstm_eps)
+        analytic = float(flat @ d)
+        errors.append(abs(analytic - fd) / max(abs(analytic), abs(fd), 1e-300))
+    return first, CheckResult(method, errors, grads, 0, 4 * directions)
 
 
 def check_method(method: str, *, directions: int = 6, eps: float = 1e-5, seed: int = 0, **problem_kw) -> CheckResult:

@@ -25,10 +25,13 @@ from l2t.pytree import named_leaves, tree_flatten, tree_unflatten
 TMP_SUFFIX = ".tmp"
 
 
-def _umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()  # read once: setting it, even for an instant, races with other threads
 
 
 def _atomic_target(path: Path) -> tuple[int, str]:
@@ -39,7 +42,7 @@ def _atomic_target(path: Path) -> tuple[int, str]:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     except OSError as e:
         raise L2TError(f"cannot write {path}: {e.strerror or e}") from None
-    os.chmod(tmp, 0o666 & ~_umask())
+    os.chmod(tmp, 0o666 & ~_UMASK)
     return fd, tmp
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from l2t.errors import L2TError
 from l2t.figures import has_phi, plot_class_coeffs, plot_dev_measure
-from l2t.io import read_json
+from l2t.io import atomic_write_text, read_json
 
 #: Test error (%) reported by L2T-DLF (Tables 1-2): (data, student) -> loss -> error.
 PAPER = {
@@ -61,7 +61,7 @@ def column(summary: dict) -> str:
 #: config fields that may differ between the runs of one row: the seed, what an experiment tunes or
 #: compares per loss (each fixed loss runs at its own tuned rate), and what only shapes a teacher
 #: (a teacher's students are told apart by the teacher they were trained with instead)
-PER_RUN = ("seed", "inner.lr", "eval_seeds", "lr_grid", "tune_seeds", "losses")
+PER_RUN = ("seed", "inner.lr", "eval_seeds", "lr_grid", "tune_seeds", "losses", "data.download")
 TEACHER_ONLY = ("teacher.", "outer.")
 
 
@@ -164,8 +164,8 @@ def markdown(table: dict) -> str:
 
 def report(run_dirs: list[Path], out: Path, classes: list[str] | None = None, against: list[str] | None = None) -> str:
     out = Path(out)
+    text = markdown(collect(run_dirs))  # before anything is written: a failed report leaves no folder
     out.mkdir(parents=True, exist_ok=True)
-    text = markdown(collect(run_dirs))
     figures = []
     for root in run_dirs:
         for i, metrics in enumerate(sorted(Path(root).rglob("metrics.jsonl"))):
@@ -175,5 +175,5 @@ def report(run_dirs: list[Path], out: Path, classes: list[str] | None = None, ag
             figures.append(plot_class_coeffs(phases, out / f"fig4_{Path(root).name}.png", classes=classes, against=against))
     if figures:
         text += "\n\nFigures: " + ", ".join(str(f) for f in figures)
-    (out / "report.md").write_text(text + "\n")
+    atomic_write_text(out / "report.md", text + "\n")
     return text

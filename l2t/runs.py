@@ -52,6 +52,7 @@ def provenance() -> dict:
         "platform": platform.platform(),
         "torch_threads": torch.get_num_threads(),
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        "torchelastic_run_id": os.environ.get("TORCHELASTIC_RUN_ID"),
         "argv": sys.argv,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -16,8 +16,8 @@ Three layers, so that each can run on its own:
 
 **Teacher memory.** A teacher with memory (``teacher.init_memory()`` is not ``None``) carries it
 from one teacher step to the next, detached: every episode of step ``s`` starts from the memory
-``m_s``, and ``m_{s+1}`` is the memory at the end of the step's first episode with a finite
-hypergradient (``m_s`` again if none). The memory is saved in every checkpoint and in the
+``m_s``, and ``m_{s+1}`` is the memory at the end of the step's first usable episode (a finite
+hypergradient, a student that did not diverge; ``m_s`` again if none). The memory is saved in every checkpoint and in the
 teacher file, whose students start from it.
 
 Everything random in step ``s`` is derived from ``(seed, s)``, so the run is a pure function of
@@ -48,16 +48,17 @@ from l2t.evaluate import Evaluation, evaluate
 from l2t.hypergrad import get_method, hypergradient
 from l2t.inner import Episode, InnerProblem
 from l2t.io import (
-    append_jsonl, finite_or_none, flatten_state, load_tensors, read_jsonl, remove_stale_temporaries, require_tensorboard,
+    append_jsonl, finite_or_none, flatten_state, load_tensors, read_json, read_jsonl, remove_stale_temporaries, require_tensorboard,
     save_tensors, unflatten_state, write_csv, write_json, write_jsonl, write_tensorboard,
 )
 from l2t.losses import create_loss
 from l2t.optim import Adam, Constant, MomentumSGD
+from l2t.online import OnlineProtocol
 from l2t.protocols import PhasesProtocol
 from l2t.pytree import all_finite
 from l2t.runs import check_run_dir, init_run
 from l2t.students import Student
-from l2t.teachers import StateSpec, Teacher, save_teacher, teacher_params
+from l2t.teachers import LossNetworkTeacher, StateSpec, Teacher, save_teacher, teacher_params
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class Teaching:
     problem: InnerProblem  # the episodes' problem (``outer.episode_steps`` long for phases)
     spec: StateSpec
     protocol: PhasesProtocol | None
+    online: OnlineProtocol | None = None
 
     def episode(self, step: int, e: int, reference_params: dict | None) -> Episode:
         if self.protocol is None:
@@ -125,13 +127,17 @@ def setup(cfg: Config) -> Teaching:
     teacher = build_teacher(cfg, data).to(device=data.train.device, dtype=resolve_dtype(cfg.dtype))
     problem = build_problem(cfg, data, student, create_loss(teacher.loss_name, **teacher.loss_kwargs()))
     spec = state_spec(cfg, data)
-    protocol = None
+    protocol = online = None
     if cfg.outer.protocol == "phases":
         protocol = PhasesProtocol(cfg, data, student, problem, spec, teacher.init_memory() is not None)
         problem = protocol.problem
-    elif cfg.outer.protocol != "full":
-        raise L2TError(f"unknown outer.protocol {cfg.outer.protocol!r}; known: full, phases")
-    return Teaching(cfg, data, student, teacher, problem, spec, protocol)
+    elif cfg.outer.protocol == "online":
+        online = OnlineProtocol(cfg, data, student, problem, spec, teacher)
+        problem = online.problem
+    elif isinstance(teacher, LossNetworkTeacher):
+        raise L2TError("teacher dln (L2T-DLN) is taught online: set outer.protocol = \"online\" (and "
+                       "outer.episode_steps, outer.steps = inner.steps / episode_steps, outer.episodes = 1)")
+    return Teaching(cfg, data, student, teacher, problem, spec, protocol, online)
 
 
 @dataclass
@@ -227,15 +233,18 @@ class TeachState:
     opt: Any  # the outer optimizer's state
     reference: dict[str, torch.Tensor]  # the teacher that made the current reference run (protocol phases)
     memory: Any  # the teacher's memory
-    skipped: int = 0  # teacher steps without a finite hypergradient
+    skipped: int = 0  # teacher steps without a usable episode (every one non-finite or diverged)
+    online: Any = None  # protocol online: the student's weights, momentum and buffers (and DLN's loss networks)
 
     def tree(self) -> dict:
-        return {"teacher": self.params, "opt": self.opt, "reference": self.reference, "memory": self.memory}
+        return {"teacher": self.params, "opt": self.opt, "reference": self.reference, "memory": self.memory,
+                "online": self.online}
 
 
 def initial_state(t: Teaching) -> TeachState:
     params = teacher_params(t.teacher)
-    return TeachState(params, make_outer_optimizer(t.cfg).init(params), params, t.teacher.init_memory())
+    online = t.online.initial(t.teacher) if t.online is not None else None
+    return TeachState(params, make_outer_optimizer(t.cfg).init(params), params, t.teacher.init_memory(), online=online)
 
 
 def teacher_step(t: Teaching, state: TeachState, step: int, run=run_episode, world: World = ALONE) -> tuple[TeachState, dict]:
@@ -243,6 +252,8 @@ def teacher_step(t: Teaching, state: TeachState, step: int, run=run_episode, wor
     episode (:func:`run_episode`, or a stand-in); with several processes (``world``) each runs
     its share of the episodes and all of them apply the same update (:mod:`l2t.distributed`)."""
     cfg = t.cfg
+    if t.online is not None:
+        return _online_step(t, state, step)
     t0 = time.perf_counter()
     record: dict = {"step": step}
     reference = state.reference
@@ -270,7 +281,7 @@ def teacher_step(t: Teaching, state: TeachState, step: int, run=run_episode, wor
     params, opt_state, memory, skipped = state.params, state.opt, state.memory, state.skipped
     if not ok:
         skipped += 1
-        log.warning("teacher step %d: no finite hypergradient; teacher unchanged", step)
+        log.warning("teacher step %d: no usable episode (non-finite or diverged); teacher unchanged", step)
     else:
         total = None
         for r in ok:  # in episode order, so the sum is the same wherever the episodes ran
@@ -293,6 +304,35 @@ def teacher_step(t: Teaching, state: TeachState, step: int, run=run_episode, wor
     return TeachState(params, opt_state, reference, memory, skipped), record
 
 
+def _online_step(t: Teaching, state: TeachState, step: int) -> tuple[TeachState, dict]:
+    """A teacher step of protocol online (:mod:`l2t.online`): the same clipping and optimizer."""
+    cfg, t0 = t.cfg, time.perf_counter()
+    out = t.online.step(t.teacher, state.params, state.memory, state.online, step)
+    record: dict = {"step": step, "episodes_ok": int(out["finite"]), "outer_loss": finite_or_none(out["outer_loss"])}
+    params, opt_state, skipped = state.params, state.opt, state.skipped
+    if not out["finite"]:
+        skipped += 1
+        log.warning("teacher step %d: non-finite online hypergradient; teacher and student unchanged", step)
+        return TeachState(params, opt_state, state.reference, state.memory, skipped, state.online), record | {
+            "seconds": time.perf_counter() - t0}
+    grads = out["grads"]
+    record["grad_norm"] = finite_or_none(_global_norm(grads))
+    grads = _clip(_clip(grads, cfg.outer.episode_clip), cfg.outer.clip)
+    params, opt_state = make_outer_optimizer(cfg).update(grads, opt_state, params)
+    params = t.teacher.project(params)
+    for key in ("first_outer_loss", "phi_change"):
+        if key in out:
+            record[key] = finite_or_none(out[key])
+    done = step + 1
+    if done % cfg.outer.checkpoint_every == 0 or done == cfg.outer.steps:  # the online student on dev
+        m = evaluate(t.student, out["online"]["params"], out["online"]["buffers"], t.spec.dev)
+        record |= {"dev_measure": m.expected_accuracy, "dev_error": m.error}
+    if sum(v.numel() for v in params.values()) <= LOGGED_WEIGHTS:
+        record["teacher"] = {k: v.tolist() for k, v in params.items()}
+    record["seconds"] = time.perf_counter() - t0
+    return TeachState(params, opt_state, state.reference, out["memory"], skipped, out["online"]), record
+
+
 def _save_state(run_dir: Path, step: int, state: TeachState) -> None:
     tensors, scalars = flatten_state(state.tree(), "state")
     save_tensors(run_dir / STATE_FILE, tensors, {"step": step, "skipped": state.skipped, "scalars": scalars})
@@ -306,7 +346,7 @@ def _load_state(run_dir: Path, template: TeachState) -> tuple[int, TeachState]:
     except (KeyError, TypeError, ValueError) as e:
         raise L2TError(f"checkpoint {path} lacks {e}; it does not belong to this run") from None
     tree = unflatten_state(template.tree(), tensors, scalars, "state", str(path))
-    return step, TeachState(tree["teacher"], tree["opt"], tree["reference"], tree["memory"], skipped)
+    return step, TeachState(tree["teacher"], tree["opt"], tree["reference"], tree["memory"], skipped, tree["online"])
 
 
 #: Config fields that only the comparison around a teacher uses (``l2t experiment``: the learning-rate
@@ -321,20 +361,23 @@ def teaching_part(cfg: Config) -> Config:
     return replace(cfg, **{name: getattr(default, name) for name in NOT_TEACHING})
 
 
-def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
-          tensorboard: bool = False, world: World = ALONE) -> TeachResult:
+def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, restart: bool = False,
+          progress: bool = True, tensorboard: bool = False, world: World = ALONE) -> TeachResult:
     """Train a teacher with ``cfg`` into ``run_dir``.
 
     With ``resume`` the run continues from its last checkpoint with its own saved config;
     ``cfg`` may then be ``None``, and if given must agree with the saved one in every field that
     affects the teacher (:func:`teaching_part`): an experiment whose learning-rate grid or number
-    of evaluation seeds changed reuses its finished teacher. With several processes (``world``)
-    rank 0 reads and writes the run folder and the others follow it (:mod:`l2t.distributed`).
+    of evaluation seeds changed reuses its finished teacher. ``restart``: torchrun restarted this
+    job; it resumes the folder's checkpoint if this very job (its ``TORCHELASTIC_RUN_ID``) wrote it.
+    With several processes (``world``) rank 0 reads and writes the run folder, decides, and the
+    others follow it (:mod:`l2t.distributed`).
     """
     run_dir = Path(run_dir)
     error = None
     if world.main:
         try:
+            resume = resume or (restart and _written_by_this_job(run_dir))
             cfg = _check_start(cfg, run_dir, resume)
             check_run_dir(run_dir)
             if tensorboard:
@@ -342,9 +385,10 @@ def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, prog
         except L2TError as e:
             error = str(e)
     agree(error, world)
-    if resume:  # the saved config, which only rank 0 may be able to read
+    if world.size > 1:  # rank 0's decision and config (only rank 0 may see the run folder)
+        resume = broadcast_text(str(int(resume)) if world.main else None, world) == "1"
         cfg = config_from_dict(json.loads(broadcast_text(json.dumps(to_dict(cfg)) if world.main else None, world)))
-    elif cfg is None:
+    if cfg is None:
         raise ValueError("teach() needs a config unless it resumes")
     t = setup(cfg)
     if world.size > cfg.outer.episodes and world.main:
@@ -352,16 +396,20 @@ def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, prog
                     cfg.outer.episodes, cfg.outer.episodes, world.size - 1)
     state, start, metrics = initial_state(t), 0, []
     if world.main:
-        if not resume:
-            init_run(run_dir, cfg)
-        elif removed := remove_stale_temporaries(run_dir):
-            log.info("removed %d temporary file(s) a killed run left in %s", removed, run_dir)
-        if resume and (run_dir / STATE_FILE).exists():
-            start, state = _load_state(run_dir, state)
-            log.info("resuming %s at teacher step %d", run_dir, start)
-        # Drop records past the checkpoint (written after it, before a kill); rewrite atomically.
-        metrics = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["step"] < start]
-        write_jsonl(run_dir / "metrics.jsonl", metrics)
+        try:
+            if not resume:
+                init_run(run_dir, cfg)
+            elif removed := remove_stale_temporaries(run_dir):
+                log.info("removed %d temporary file(s) a killed run left in %s", removed, run_dir)
+            if resume and (run_dir / STATE_FILE).exists():
+                start, state = _load_state(run_dir, state)
+                log.info("resuming %s at teacher step %d", run_dir, start)
+            # Drop records past the checkpoint (written after it, before a kill); rewrite atomically.
+            metrics = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["step"] < start]
+            write_jsonl(run_dir / "metrics.jsonl", metrics)
+        except L2TError as e:
+            error = str(e)
+    agree(error, world)
     if world.size > 1:
         start = int(broadcast_tree({"start": start}, world)["start"])
         state = TeachState(**broadcast_tree(vars(state), world))
@@ -382,16 +430,25 @@ def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, prog
 
     teacher_path = run_dir / "teacher.safetensors"
     if world.main:
-        save_teacher(
-            teacher_path, t.teacher, state.params, name=cfg.teacher.name, state_every=cfg.teacher.state_every,
-            features=t.spec.features, memory=state.memory, total_steps=cfg.inner.steps,
-            class_names=list(t.data.class_names), data=cfg.data.name,
-        )
+        meta = dict(state_every=cfg.teacher.state_every, features=t.spec.features, total_steps=cfg.inner.steps,
+                    class_names=list(t.data.class_names), data=cfg.data.name)
+        if isinstance(t.teacher, LossNetworkTeacher):  # its students train under the loss networks it went through
+            schedule, knots = t.online.schedule_teacher(t.teacher, state.online)
+            save_teacher(teacher_path, schedule, knots, name="dln_schedule", **meta)
+            save_teacher(run_dir / "dln_teacher.safetensors", t.teacher, state.params, name=cfg.teacher.name,
+                         memory=state.memory, **meta)
+        else:
+            save_teacher(teacher_path, t.teacher, state.params, name=cfg.teacher.name, memory=state.memory, **meta)
         write_csv(run_dir / "metrics.csv", metrics)
         if tensorboard:
             write_tensorboard(run_dir, metrics)
         tail = [r for r in metrics[-5:] if "dev_measure" in r]
-        write_json(run_dir / "summary.json", {
+        online = {}
+        if t.online is not None:  # the online student is a result of its own
+            final = state.online
+            online = {"online_test_error": evaluate(t.student, final["params"], final["buffers"], t.data.test.chunks(1024)).error,
+                      "online_dev_error": evaluate(t.student, final["params"], final["buffers"], t.spec.dev).error}
+        write_json(run_dir / "summary.json", online | {
             "teacher_steps": cfg.outer.steps,
             "skipped_steps": state.skipped,
             "diverged_episodes": sum(r.get("episodes_diverged", 0) for r in metrics),
@@ -401,6 +458,17 @@ def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, prog
             "world_size": world.size,
         })
     return TeachResult(run_dir, teacher_path, metrics, state.skipped)
+
+
+def _written_by_this_job(run_dir: Path) -> bool:
+    """A checkpoint torchrun's current job (``TORCHELASTIC_RUN_ID``) wrote before it restarted."""
+    import os
+
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID")
+    prov = run_dir / "provenance.json"
+    if not (run_id and (run_dir / STATE_FILE).exists() and prov.exists()):
+        return False
+    return read_json(prov).get("torchelastic_run_id") == run_id
 
 
 def _check_start(cfg: Config | None, run_dir: Path, resume: bool) -> Config | None:
@@ -415,4 +483,6 @@ def _check_start(cfg: Config | None, run_dir: Path, resume: bool) -> Config | No
         return saved
     if cfg is not None and (run_dir / STATE_FILE).exists():
         raise L2TError(f"{run_dir} already holds a teacher run; use --resume {run_dir} or another --out")
+    if (run_dir / "summary.json").exists() and "test_error" in read_json(run_dir / "summary.json"):
+        raise L2TError(f"{run_dir} holds a student's run, not a teacher's; use another --out")
     return cfg

@@ -32,6 +32,7 @@ from l2t.losses import LEARNED, LOSSES, SCHEDULES, create_loss, cross_entropy, m
 from l2t.pytree import all_finite
 from l2t.runs import check_run_dir, init_run
 from l2t.teachers import LoadedTeacher, Phase, TeachingSession, load_teacher
+from l2t.teachers.checkpoint import resolve_teacher_path
 from l2t.types import Params
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,10 @@ class TaughtLoss:
     teacher: LoadedTeacher
     path: str | None = None
 
-    label = TEACHER_LOSS
+    @property
+    def label(self) -> str:
+        """``l2t-dln`` for the loss networks of an L2T-DLN teacher, else ``l2t-dlf``."""
+        return "l2t-dln" if self.teacher.meta.get("loss") == "dln" else TEACHER_LOSS
 
 
 LossSpec = FixedLoss | TaughtLoss
@@ -70,8 +74,8 @@ def parse_loss(text: str, device: torch.device | str = "cpu", dtype: torch.dtype
     """``"ce"`` -> :class:`FixedLoss`; ``"teacher:PATH"`` (a teacher file or a teach run folder)
     -> :class:`TaughtLoss`, loaded onto ``device`` in ``dtype``."""
     if text.startswith("teacher:"):
-        path = text.partition(":")[2]
-        return TaughtLoss(load_teacher(path, device, dtype), path)
+        path = resolve_teacher_path(text.partition(":")[2])
+        return TaughtLoss(load_teacher(path, device, dtype), str(path.resolve()))
     return FixedLoss(text)
 
 
@@ -193,6 +197,8 @@ def record_student(cfg: Config, data: DataSplits, loss: LossSpec, seed: int, run
     from l2t.figures import save_phases
 
     run_dir = Path(run_dir)
+    if (run_dir / "checkpoints").exists() or (run_dir / "teacher.safetensors").exists():
+        raise L2TError(f"{run_dir} holds a teacher's run, not a student's; use another --out")
     if (run_dir / "summary.json").exists() and not overwrite:
         raise L2TError(f"{run_dir} already holds a finished run; use --overwrite or another --out")
     check_run_dir(run_dir)

@@ -93,10 +93,27 @@ def config_file(path, text, binary=False):
 
 # --- the table -------------------------------------------------------------------------------------
 
+def fake_run(folder, kind):
+    """A folder that looks like a finished teacher's (``checkpoints/``) or student's run."""
+    folder.mkdir()
+    if kind == "teacher":
+        (folder / "checkpoints").mkdir()
+    else:
+        (folder / "summary.json").write_text(json.dumps({"test_error": 0.1, "loss": "ce", "seed": 0}))
+    return folder
+
+
 def cases(tmp):
     """(id, argv, part of the one error line). ``tmp`` is a fresh folder for the case's files."""
     three = npz(tmp / "three.npz")
     return [
+        ("seeds-0", ["experiment", "--seeds", "0"], "--seeds must be at least 1"),
+        ("epochs-inf", ["train", "--loss", "ce", "--epochs", "inf"], "--epochs must be positive and finite"),
+        ("lr-inf", ["train", "--loss", "ce", "--set", "inner.lr=Infinity"], "inner.lr must be positive and finite"),
+        ("train-into-a-teachers-folder", ["train", "--loss", "ce", "--out", fake_run(tmp / "tf", "teacher"), "--overwrite"],
+         "holds a teacher's run, not a student's"),
+        ("teach-into-a-students-folder", ["teach", "--out", fake_run(tmp / "sf", "student")], "holds a student's run"),
+        ("dln-offline", ["teach", "--teacher", "dln"], "taught online: set outer.protocol"),
         # config values
         ("batch-size-0", ["train", "--loss", "ce", "--set", "inner.batch_size=0"], "inner.batch_size must be at least 1"),
         ("checkpoint-every-0", ["teach", "--set", "outer.checkpoint_every=0"], "outer.checkpoint_every must be at least 1"),
@@ -197,6 +214,7 @@ def table(tmp_path_factory):
 
 
 NAMES = [
+    "seeds-0", "epochs-inf", "lr-inf", "train-into-a-teachers-folder", "teach-into-a-students-folder", "dln-offline",
     "batch-size-0", "checkpoint-every-0", "episodes-0", "outer-steps-negative", "outer-lr-negative", "inner-lr-0",
     "inner-lr-nan", "momentum-1", "weight-decay-negative", "seed-negative", "seed-aliasing", "inner-steps-0",
     "state-every-0", "widths-string", "widths-zero", "unknown-key", "wrong-type", "dtype", "protocol",
@@ -213,7 +231,7 @@ NAMES = [
 
 
 def test_the_table_names_every_case(table):
-    assert sorted(table) == sorted(NAMES) and len(NAMES) >= 40
+    assert sorted(table) == sorted(NAMES) and len(NAMES) >= 60
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -288,6 +306,12 @@ def test_files_follow_the_users_umask(tmp_path, capsys):
         os.umask(old)
     for name in ("config.json", "summary.json", "provenance.json"):
         assert (tmp_path / "r" / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_a_failed_report_leaves_no_folder(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(capsys, ["report", tmp_path / "empty", "--out", tmp_path / "rep"])
+    assert code == 2 and "no student runs" in err and not (tmp_path / "rep").exists()
 
 
 def test_report_into_a_closed_pipe_says_nothing(tmp_path, capsys):

@@ -53,6 +53,7 @@ class HypergradResult:
     phases: list[Phase]  # state features and coefficients of each phase
     memory: Any = None  # the teacher's memory at the end of the episode (detached)
     info: dict[str, Any] = field(default_factory=dict)  # method-specific facts (bytes stored, interval, ...)
+    velocity: Optional[Params] = None  # the student's momentum at the end (to continue the run: protocol online)
 
 
 Method = Callable[..., HypergradResult]
@@ -235,6 +236,7 @@ def chain_to_teacher(
     return {k: _zero_if_none(g, leaf[k]) for k, g in zip(leaf, grads)}
 
 
-def result(session: TeachingSession, outer: float, grads: dict, params: Params, buffers: Params, **info) -> HypergradResult:
+def result(session: TeachingSession, outer: float, grads: dict, params: Params, buffers: Params, velocity: Params,
+           **info) -> HypergradResult:
     """A method's result, with the session's phases and its memory after the last phase."""
-    return HypergradResult(outer, grads, params, buffers, session.phases, session.memory, info)
+    return HypergradResult(outer, grads, params, buffers, session.phases, session.memory, info, velocity)

@@ -76,7 +76,7 @@ def checkpointed(
         if (t - episode.start) % k == 0:
             saved[t] = (params, velocity, buffers)
 
-    params_T, _, buffers_T = episode.run(problem, session, on_step=keep)
+    params_T, velocity_T, buffers_T = episode.run(problem, session, on_step=keep)
     outer, d_params = outer_grad(problem, params_T, buffers_T)
     walk = BackwardWalk(problem, session, d_params)
     for start in sorted(saved, reverse=True):
@@ -93,7 +93,7 @@ def checkpointed(
             t, p_t, b_t, lin = segment.pop()
             walk.step(t, p_t, b_t, episode.batches(t), lin)
     grads = chain_to_teacher(teacher, teacher_params, session, walk.d_coeffs)
-    return result(session, outer, grads, params_T, buffers_T, interval=k, checkpoints=math.ceil(T / k))
+    return result(session, outer, grads, params_T, buffers_T, velocity_T, interval=k, checkpoints=math.ceil(T / k))
 
 
 def _factory(every: str | None = None):

@@ -25,13 +25,13 @@ def reverse(problem: InnerProblem, episode: Episode, teacher, teacher_params, sp
         if buffers:
             buffers_at.append(buffers)
 
-    params, _, buffers = episode.run(problem, session, on_step=store)
+    params, velocity, buffers = episode.run(problem, session, on_step=store)
     outer, d_params = outer_grad(problem, params, buffers)
     walk = BackwardWalk(problem, session, d_params)
     for t in reversed(episode.steps(problem)):
         walk.step(t, trajectory.load(t - episode.start), buffers_at.pop() if buffers_at else buffers, episode.batches(t))
     grads = chain_to_teacher(teacher, teacher_params, session, walk.d_coeffs)
-    return result(session, outer, grads, params, buffers, d_coeffs=walk.d_coeffs, trajectory_bytes=trajectory.nbytes())
+    return result(session, outer, grads, params, buffers, velocity, d_coeffs=walk.d_coeffs, trajectory_bytes=trajectory.nbytes())
 
 
 METHODS.register("reverse", doc="exact; Algorithm 1 over the stored weight trajectory (memory O(T) weight "

@@ -185,6 +185,7 @@ def reversible(
         _check_range(Omega, "weights", R)  # |Ω| < 2^62 before, |step| < 2^62: no wrap-around
         buffers = lin.buffers
     params_T = fl.unflat(_to_float(Omega, R, fl.dtype))
+    velocity_T = fl.unflat(_to_float(V, R, fl.dtype))
     outer, d_params = outer_grad(problem, params_T, buffers)
     info_bytes = buf.nbytes()
 
@@ -201,7 +202,7 @@ def reversible(
             "pass is not deterministic here (on GPU try torch.use_deterministic_algorithms(True))"
         )
     grads = chain_to_teacher(teacher, teacher_params, session, walk.d_coeffs)
-    return result(session, outer, grads, params_T, buffers, R=R, momentum=f"{n}/{d}", info_bytes=info_bytes,
+    return result(session, outer, grads, params_T, buffers, velocity_T, R=R, momentum=f"{n}/{d}", info_bytes=info_bytes,
                   reconstructed_initial_weights=True)
 
 

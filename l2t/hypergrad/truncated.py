@@ -25,14 +25,14 @@ from l2t.teachers.state import StateSpec
 def truncated(problem: InnerProblem, episode: Episode, teacher, teacher_params, spec: StateSpec, *, memory=None, K: int) -> HypergradResult:
     session = TeachingSession(teacher, teacher_params, spec, problem.student, memory=memory)
     window: deque = deque(maxlen=K)
-    params, _, buffers = episode.run(problem, session, on_step=lambda t, p, v, b: window.append((t, p, b)))
+    params, velocity, buffers = episode.run(problem, session, on_step=lambda t, p, v, b: window.append((t, p, b)))
     outer, d_params = outer_grad(problem, params, buffers)
     walk = BackwardWalk(problem, session, d_params)
     while window:
         t, p_t, b_t = window.pop()
         walk.step(t, p_t, b_t, episode.batches(t))
     grads = chain_to_teacher(teacher, teacher_params, session, walk.d_coeffs)
-    return result(session, outer, grads, params, buffers, K=K, exact=K >= problem.steps, d_coeffs=walk.d_coeffs)
+    return result(session, outer, grads, params, buffers, velocity, K=K, exact=K >= problem.steps, d_coeffs=walk.d_coeffs)
 
 
 def _factory(K: str | None = None):

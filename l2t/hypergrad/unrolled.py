@@ -20,7 +20,7 @@ def unrolled(problem: InnerProblem, episode: Episode, teacher, teacher_params, s
         leaf = {k: v.detach().requires_grad_() for k, v in teacher_params.items()}
         session = TeachingSession(teacher, leaf, spec, problem.student, memory=memory, differentiable=True)
         params0 = {k: v.detach().requires_grad_() for k, v in episode.params.items()}
-        params, _, buffers = rollout(problem, params0, episode.buffers, episode.batches, session, create_graph=True,
+        params, velocity, buffers = rollout(problem, params0, episode.buffers, episode.batches, session, create_graph=True,
                                      start=episode.start, stop=episode.start + problem.steps, velocity=episode.velocity)
         outer = problem.outer_loss(params, buffers)
         grads = torch.autograd.grad(outer, tuple(leaf.values()), allow_unused=True)
@@ -32,6 +32,7 @@ def unrolled(problem: InnerProblem, episode: Episode, teacher, teacher_params, s
         buffers,
         phases,
         detach(session.memory),
+        velocity={k: v.detach() for k, v in velocity.items()},
     )
 
 

@@ -16,6 +16,7 @@ from l2t.losses.bilinear import bilinear
 from l2t.losses.cross_entropy import cross_entropy
 from l2t.losses.label_smoothing import label_smoothing
 from l2t.losses.large_margin import LambdaSchedule, large_margin
+from l2t.losses.loss_network import init_loss_network, loss_network
 from l2t.losses.smooth01 import smooth01
 from l2t.registry import Registry
 
@@ -31,6 +32,11 @@ LOSSES.register("label_smoothing", doc="cross entropy against (1 − ε)·y + ε
     lambda eps=0.1: partial(label_smoothing, eps=eps))
 
 
+LOSSES.register("dln", doc="L2T-DLN's loss network: an MLP over (a(z)_y, a(z)_j) rows; its weights come from a teacher")(
+    lambda inputs="sigmoid", residual=True, activation="leaky_relu": partial(loss_network, inputs=inputs, residual=residual,
+                                                                             activation=activation))
+
+
 @LOSSES.register("lsoftmax", doc="large-margin softmax (Liu et al. 2016), margin m = 2, annealed (schedule_options)")
 def _lsoftmax(m: int = 2) -> LossFn:
     fn = partial(large_margin, m=m)
@@ -39,7 +45,7 @@ def _lsoftmax(m: int = 2) -> LossFn:
 
 
 #: Losses whose coefficients come from a teacher.
-LEARNED = frozenset({"bilinear"})
+LEARNED = frozenset({"bilinear", "dln"})
 
 #: Fixed losses whose coefficients follow a schedule: name -> coeffs_fn factory.
 SCHEDULES = {"lsoftmax": LambdaSchedule}
@@ -68,5 +74,5 @@ def reduce_loss(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch
 
 __all__ = [
     "LEARNED", "LOSSES", "LambdaSchedule", "LossFn", "SCHEDULES", "bilinear", "create_loss", "cross_entropy",
-    "label_smoothing", "large_margin", "masked_sum", "reduce_loss", "smooth01",
+    "init_loss_network", "label_smoothing", "large_margin", "loss_network", "masked_sum", "reduce_loss", "smooth01",
 ]

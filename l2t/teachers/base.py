@@ -24,6 +24,9 @@ class Teacher(nn.Module):
 
     #: name of the learned loss (in :data:`l2t.losses.LOSSES`) whose coefficients this teacher sets
     loss_name: str = "bilinear"
+    #: whether it reads the student's state features; a teacher that does not (its coefficients
+    #: depend on ``t/T`` at most) spares the dev pass of every refresh
+    reads_state: bool = True
 
     def init_memory(self) -> Any:
         """The memory at the very start of teaching: ``None``, or a pytree of tensors."""

@@ -5,7 +5,7 @@
 The memory ``h`` is carried from phase to phase within a student's training and, by ``l2t teach``,
 from one teacher step to the next (detached there, like L2T-DLN's LSTM state). Each episode of a
 teacher step starts from the memory the step started with; the memory the next step starts
-from is that of the step's first episode with a finite hypergradient (docs/architecture.md,
+from is that of the step's first usable episode (finite, not diverged; docs/architecture.md,
 "Coefficients and memory are pytrees").
 Started at ``W = 0``: cross entropy's gradient whatever the memory, like the attention teacher.
 """

@@ -68,6 +68,11 @@ class TeachingSession:
         if self.tracker.is_refresh(step) or not self.phases:
             if self.frozen_features is not None:
                 features = self.frozen_features[len(self.phases)]
+            elif not getattr(self.teacher, "reads_state", True):  # only t/T: no dev pass
+                first = next(iter(params.values()))
+                features = torch.zeros(self.tracker.spec.dim, dtype=first.dtype, device=first.device)
+                features[0] = step / self.tracker.spec.total_steps
+                self.tracker.reset()
             else:
                 dtype = next(iter(params.values())).dtype
                 features = self.tracker.features(step, self.tracker.dev(self.student, params, buffers), dtype)
