@@ -17,7 +17,7 @@ from pathlib import Path
 
 from l2t.build import load_splits
 from l2t.config import load_config
-from l2t.io import read_jsonl
+from l2t.io import read_json, read_jsonl
 from l2t.report import mean_std, paired_delta, seed_summaries
 from l2t.teach import STATE_FILE, teach
 from l2t.train import load_loss, record_student
@@ -41,11 +41,11 @@ def report(variants: dict, out: Path, seeds: int) -> str:
         return [100 * r[key] for r in seed_summaries(out / name, seeds)]
 
     base = next((n for n, v in variants.items() if "baseline" in v), None)
-    rows = ["| variant | test error (%) | paired Δ vs " + (base or "-") + " (± s.e.) | dev error (%) | dev measure, first → last 5 teacher steps |",
-            "|---|---|---|---|---|"]
+    rows = ["| variant | test error (%) | paired Δ vs " + (base or "-") + " (± s.e.) | dev error (%) | dev measure, first → last 5 teacher steps | online student's test error (%) |",
+            "|---|---|---|---|---|---|"]
     for name, spec in variants.items():
         if not (out / name / f"seed{seeds - 1}" / "summary.json").exists():
-            rows.append(f"| {name} | not run | | | |")
+            rows.append(f"| {name} | not run | | | | |")
             continue
         test, dev = errors(name, "test_error"), errors(name, "dev_error")
         delta = ""
@@ -56,7 +56,10 @@ def report(variants: dict, out: Path, seeds: int) -> str:
         if metrics:
             curve = f"{statistics.mean(metrics[:5]):.4f} → {statistics.mean(metrics[-5:]):.4f}"
         (m, sd), (dm, dsd) = mean_std(test), mean_std(dev)
-        rows.append(f"| {name} | {m:.2f} ± {sd:.2f} | {delta} | {dm:.2f} ± {dsd:.2f} | {curve} |")
+        summary = out / name / "teach" / "summary.json"
+        online = read_json(summary).get("online_test_error") if summary.exists() else None
+        online = f"{100 * online:.2f}" if online is not None else ""
+        rows.append(f"| {name} | {m:.2f} ± {sd:.2f} | {delta} | {dm:.2f} ± {dsd:.2f} | {curve} | {online} |")
     return "\n".join(rows)
 
 

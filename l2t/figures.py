@@ -63,18 +63,22 @@ def plot_dev_measure(teach_run: str | Path, out: str | Path, title: str | None =
         raise L2TError(f"{teach_run} has no teacher-step metrics to plot")
     steps = np.array([r["step"] for r in records])
     value = sign * np.array([r[f"{prefix}outer_loss"] for r in records])
-    err = 100 * np.array([r[f"{prefix}dev_error"] for r in records])
+    with_err = [r for r in records if f"{prefix}dev_error" in r]  # protocol online: at checkpoints only
+    err_steps = np.array([r["step"] for r in with_err])
+    err = 100 * np.array([r[f"{prefix}dev_error"] for r in with_err])
     window = max(1, len(steps) // 10)
     fig, (ax, ax2) = plt.subplots(2, 1, figsize=(6, 4.8), sharex=True, layout="constrained")
     ax.plot(steps, value, ".", color="tab:blue", alpha=0.35, label="per teacher step")
     ax.plot(steps, _moving_average(value, window), color="tab:blue", label=f"moving average, {window} steps")
     ax.set_ylabel(label.split(" (")[0], fontsize=9)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
-    ax2.plot(steps, err, ".", color="tab:red", alpha=0.35)
-    ax2.plot(steps, _moving_average(err, window), color="tab:red")
+    ax2.plot(err_steps, err, ".", color="tab:red", alpha=0.35)
+    ax2.plot(err_steps, _moving_average(err, max(1, len(err_steps) // 10)), color="tab:red")
     ax2.set_ylabel("dev error (%)", fontsize=9)
     ax2.set_xlabel("teacher optimisation step")
-    whose = "whole students of the reference runs" if prefix else "the episodes' students"
+    online = cfg.get("outer", {}).get("protocol") == "online"
+    whose = ("whole students of the reference runs" if prefix else "the online student" if online
+             else "the episodes' students")
     fig.suptitle(title or f"Along teacher optimisation (cf. L2T-DLF Fig. 3): {label}, {whose}", fontsize=9)
     _save(fig, out)
     return out

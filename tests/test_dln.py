@@ -77,6 +77,9 @@ def test_dln_online_teaches_and_its_students_train_under_its_loss_networks(tmp_p
     # the LSTM and its memory (the loss network, the cells' states) are kept beside it
     lstm, _ = load_tensors(tmp_path / "t" / "dln_teacher.safetensors")
     assert "memory.phi.w4" in lstm and "memory.h.0" in lstm and lstm["memory.h.0"].abs().sum() > 0
+    from l2t.figures import plot_dev_measure  # Fig. 3 of an online run (dev error at checkpoints only)
+
+    assert plot_dev_measure(tmp_path / "t", tmp_path / "fig3.png").stat().st_size > 0
 
 
 def test_the_lstm_memory_carries_across_teacher_steps():
