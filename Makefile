@@ -53,10 +53,14 @@ bench-gpu: $(STAMP)
 bench-distributed: $(STAMP)
 	$(PY) benchmarks/distributed.py --json benchmarks/results/distributed.json
 
-# Real Fashion-MNIST (IDX files under /usr/share/datasets/fashion-mnist) from Debian.
+# Real data from Debian: Fashion-MNIST (IDX files under /usr/share/datasets/fashion-mnist) and the
+# German-English dictionary the trans-de-en sentence pairs come from (/usr/share/trans/de-en).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 data:
 	@if [ -d /usr/share/datasets/fashion-mnist ]; then echo "fashion-mnist: installed"; \
-	else $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y dataset-fashion-mnist; fi
+	else $(SUDO) apt-get install -y dataset-fashion-mnist; fi
+	@if [ -f /usr/share/trans/de-en ]; then echo "trans-de-en: installed"; \
+	else $(SUDO) apt-get install -y trans-de-en; fi
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

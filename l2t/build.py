@@ -81,7 +81,7 @@ def build_teacher(cfg: Config, data: DataSplits) -> Teacher:
 def build_optimizer(cfg: Config) -> MomentumSGD:
     c = cfg.inner
     try:
-        return MomentumSGD(make_schedule(c.lr_schedule, c.lr, c.steps), c.momentum, c.weight_decay)
+        return MomentumSGD(make_schedule(c.lr_schedule, c.lr, c.steps, warmup=c.warmup), c.momentum, c.weight_decay)
     except ValueError as e:
         raise L2TError(str(e)) from None
 

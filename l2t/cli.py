@@ -25,8 +25,10 @@ def _common(p: argparse.ArgumentParser, *, data: bool = True, trains: bool = Tru
         p.add_argument("--config", help="a TOML config: a file, or a shipped one by name (l2t config --list), e.g. "
                                         "fashion/fashion_lenet; without it, the shipped config of --data and --student "
                                         "when there is one, else the defaults (digits, an MLP, the attention teacher)")
-        p.add_argument("--data", help="digits | toy-reverse | fashion-mnist | mnist | cifar10 | cifar100 | FOLDER (IDX or "
-                                      "CIFAR files) | FILE.npz (l2t list)")
+        p.add_argument("--data", help="digits | toy-reverse | trans-de-en | fashion-mnist | mnist | cifar10 | cifar100 | "
+                                      "FOLDER (IDX, CIFAR or parallel text files) | FILE.npz | FILE.tsv (l2t list)")
+        p.add_argument("--src", help="parallel text: the source language (data.options.src, e.g. de)")
+        p.add_argument("--tgt", help="parallel text: the target language (data.options.tgt, e.g. en)")
         p.add_argument("--download", action="store_true",
                        help="fetch a named public data set (checksummed) into $L2T_DATA_DIR or ~/.cache/l2t first")
         p.add_argument("--student", help=f"student architecture: {', '.join(STUDENTS.list())}; resets the student's "
@@ -91,6 +93,9 @@ def _config(args: argparse.Namespace, **extra) -> Config:
         if getattr(args, flag, None) is not None:
             overrides[key] = getattr(args, flag)
     overrides |= dict(parse_override(item) for item in args.overrides)
+    langs = {k: getattr(args, k) for k in ("src", "tgt") if getattr(args, k, None)}
+    if langs:  # after --set, so that --set data.options=... keeps the direction
+        overrides["data.options"] = dict(overrides.get("data.options", base.data.options)) | langs
     overrides |= {k: v for k, v in extra.items() if v is not None}
     cfg = load_config(path, overrides)
     if getattr(args, "epochs", None) is not None:
@@ -149,8 +154,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     res = _with_progress(lambda hook: record_student(cfg, data, loss, cfg.seed, out, on_step=hook, overwrite=args.overwrite,
                                                      tensorboard=args.tensorboard),
                          cfg.inner.steps, f"student ({label})", args.no_progress)
-    print(f"test error {100 * res.test_error:.2f}% (dev error {100 * res.dev_error:.2f}%), loss {label}, seed {cfg.seed}"
-          + (" -- DIVERGED" if res.diverged else ""))
+    if res.bleu is not None:
+        print(f"test BLEU {res.bleu:.2f} (beam {cfg.beam}; token error {100 * res.test_error:.2f}%), loss {label}, "
+              f"seed {cfg.seed}" + (" -- DIVERGED" if res.diverged else ""))
+    else:
+        print(f"test error {100 * res.test_error:.2f}% (dev error {100 * res.dev_error:.2f}%), loss {label}, "
+              f"seed {cfg.seed}" + (" -- DIVERGED" if res.diverged else ""))
     for hint in advice(cfg, data, loss, res):
         print(f"note: {hint}")
     print(f"results in {out}")
@@ -268,6 +277,18 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_translate(args: argparse.Namespace) -> int:
+    from l2t.decode import load_translator, translate
+
+    student, params, buffers, tok = load_translator(args.run_dir)
+    sentences = args.sentences or [line.rstrip("\n") for line in sys.stdin]
+    real = [s for s in sentences if s.strip()]
+    done = iter(translate(student, params, buffers, tok, real, beam=args.beam) if real else [])
+    for s in sentences:  # a blank line stays blank, so output lines match input lines
+        print(next(done) if s.strip() else "")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     from l2t.config import CONFIG_DIR, describe, shipped_configs
 
@@ -340,6 +361,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
 
     p = sub.add_parser("list", help="registered students, losses, teachers, methods, data sets")
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("translate", help="translate sentences (arguments, or lines of stdin) with a trained seq2seq student")
+    p.add_argument("run_dir", help="a run folder of l2t train with a translation student")
+    p.add_argument("sentences", nargs="*", help="sentences to translate (default: one per line of stdin)")
+    p.add_argument("--beam", type=int, default=5, help="beam width (1: greedy; default 5)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser("config", help="the resolved config with each key's meaning (--show), or the shipped configs (--list)")
     _common(p)

@@ -72,7 +72,8 @@ def _names(v: list) -> str | None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    name: str = _key("digits", "a registered data set (l2t list), a folder of IDX or CIFAR files, or a .npz file")
+    name: str = _key("digits", "a registered data set (l2t list), a folder of IDX or CIFAR files or of parallel text "
+                               "(train/valid/test.LANG), a .npz file, or a .tsv of sentence pairs")
     dev_size: Optional[int] = _key(None, "examples held out from train as the dev split, when the data has none", at_least(1))
     train_size: Optional[int] = _key(None, "subsample the training split to this many examples (None: all)", at_least(1))
     test_size: Optional[int] = _key(None, "use the first this many test examples (None: all)", at_least(1))
@@ -97,6 +98,7 @@ class InnerConfig:
     lr: float = _key(0.1, "learning rate η of momentum SGD", positive)
     lr_schedule: str = _key("constant", "constant | step (x0.1 at 50% and 75%) | cosine", one_of("constant", "step", "cosine"))
     momentum: float = _key(0.9, "heavy-ball momentum γ (no dampening)", below_one)
+    warmup: int = _key(0, "steps of linear learning-rate warm-up in front of the schedule", at_least(0))
     weight_decay: float = _key(0.0, "L2 weight decay λ, folded into the gradient", at_least(0))
 
 
@@ -151,6 +153,7 @@ class Config:
                                "the teacher's students use the rate tuned for cross entropy", _rates,
                          factory=lambda: [0.3, 0.1, 0.03, 0.01, 0.003])
     tune_seeds: int = _key(2, "students per learning rate when tuning", at_least(1))
+    beam: int = _key(5, "seq2seq: beam width of the search behind the reported BLEU (1: greedy)", at_least(1))
     losses: list = _key(None, f"the losses compared by l2t experiment; {TEACHER_LOSS!r} is the teacher it trains", _names,
                         factory=lambda: ["ce", "smooth01", TEACHER_LOSS])
     loss_options: dict = _key(None, "keyword arguments per fixed loss, e.g. {smooth01 = {K = 50}, lsoftmax = {m = 2}}",

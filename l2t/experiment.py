@@ -29,9 +29,9 @@ from l2t.hypergrad import get_method
 from l2t.runs import check_run_dir
 from l2t.teachers import TEACHERS
 from l2t.figures import has_phi, plot_coeffs, plot_dev_measure
-from l2t.io import write_json
+from l2t.io import read_json, write_json
 from l2t.losses import LOSSES
-from l2t.report import mean_std, seed_summaries
+from l2t.report import mean_std, metric_name, paired_delta, score, seed_summaries
 from l2t.teach import STATE_FILE, teach
 from l2t.train import FixedLoss, LossSpec, load_loss, record_student, tune_lr
 
@@ -42,20 +42,26 @@ LABELS = {
 
 
 def results_table(out: Path, losses: list[str], seeds: int) -> str:
-    """The markdown table, read back from the students' run folders."""
-    lines = [f"| loss | lr | test error (%), mean ± std over {seeds} seeds | dev error (%) | per seed (test) |",
-             "|---|---|---|---|---|"]
-    for loss in losses:
-        runs = seed_summaries(out / loss, seeds)
-        test, dev = [100 * r["test_error"] for r in runs], [100 * r["dev_error"] for r in runs]
+    """The markdown table, read back from the students' run folders: test error (%), or test BLEU
+    for translation, with the paired difference against cross entropy over the same seeds."""
+    summaries = {loss: seed_summaries(out / loss, seeds) for loss in losses}
+    name = metric_name([r for runs in summaries.values() for r in runs])
+    dev_name = "dev token error (%)" if name == "test BLEU" else "dev error (%)"
+    base = "ce" if "ce" in losses else None
+    better = "higher" if name == "test BLEU" else "lower"
+    lines = [f"| loss | lr | {name}, mean ± std over {seeds} seeds | paired Δ vs cross entropy (± s.e.; {better} is better) | {dev_name} "
+             "| per seed (test) |", "|---|---|---|---|---|---|"]
+    for loss, runs in summaries.items():
+        test, dev = [score(r) for r in runs], [100 * r["dev_error"] for r in runs]
         (m, sd), (dm, dsd) = mean_std(test), mean_std(dev)
+        delta = paired_delta(test, [score(r) for r in summaries[base]]) if base and loss != base and seeds > 1 else ""
         diverged = sum(r["diverged"] for r in runs)
         per = ", ".join(f"{e:.2f}" for e in test) + (f" ({diverged} diverged)" if diverged else "")
         label = LABELS.get(loss, loss)
         if "teacher" in runs[0]:
             label = ("L2T-DLN (its loss networks)" if runs[0]["teacher"] == "dln_schedule"
                      else f"L2T-DLF ({runs[0]['teacher']} teacher)")
-        lines.append(f"| {label} | {runs[0]['lr']:g} | {m:.2f} ± {sd:.2f} | {dm:.2f} ± {dsd:.2f} | {per} |")
+        lines.append(f"| {label} | {runs[0]['lr']:g} | {m:.2f} ± {sd:.2f} | {delta} | {dm:.2f} ± {dsd:.2f} | {per} |")
     return "\n".join(lines)
 
 
@@ -106,8 +112,13 @@ def run_experiment(cfg: Config, out: Path, *, seeds: int, progress: bool = True,
             figures.append(plot_coeffs(phases, out / "fig4_coeffs.png"))
         figures = "; figures: " + ", ".join(map(str, figures))
     write_json(out / "results.json", {"lr": lrs, "lr_tuning_dev_error": {k: {str(lr): e for lr, e in v.items()} for k, v in tuning.items()}})
+    if data.tokenizer is not None:
+        signature = read_json(out / cfg.losses[0] / "seed0" / "summary.json").get("bleu_signature", "")
+        what = f"Test BLEU (beam {cfg.beam}; sacrebleu {signature}) on {cfg.data.name} ({len(data.test)} test pairs)"
+    else:
+        what = f"Test error on {cfg.data.name} ({len(data.test)} test examples)"
     report = (
-        f"Test error on {cfg.data.name} ({len(data.test)} test examples), student {cfg.student.name}, "
+        f"{what}, student {cfg.student.name}, "
         f"{cfg.inner.steps} momentum-SGD steps ({cfg.inner.lr_schedule} schedule), seeds 0..{seeds - 1}:\n\n{table}\n\n"
         f"Learning rates tuned on dev over {cfg.lr_grid} ({cfg.tune_seeds} students each); the teacher is trained "
         f"at the rate tuned for cross entropy{figures}"

@@ -76,7 +76,7 @@ class InnerProblem:
         mode, total = BN_MODES[self.bn_mode], self.dev_count()
         for batch in self.dev:
             outputs, _ = self.student.apply(params, buffers, batch.inputs, mode)
-            yield masked_sum(self.objective(outputs, batch.targets), batch.mask) / total, batch
+            yield masked_sum(self.objective(outputs, batch.targets, batch.mask), batch.mask) / total, batch
 
     def outer_loss(self, params: Params, buffers: Params) -> torch.Tensor:
         """The relaxed dev measure as a loss to minimise, differentiable in ``params``."""

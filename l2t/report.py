@@ -46,6 +46,20 @@ def paired_delta(xs: list[float], ys: list[float]) -> str:
     return f"{statistics.mean(d):+.2f} ± {statistics.stdev(d) / len(d) ** 0.5:.2f}"
 
 
+def score(summary: dict) -> float:
+    """A student run's reported number: its test BLEU for translation (higher is better), else its
+    test error in percent (lower is better)."""
+    return summary["test_bleu"] if summary.get("test_bleu") is not None else 100 * summary["test_error"]
+
+
+def metric_name(summaries: list[dict]) -> str:
+    """``test BLEU`` or ``test error (%)``; runs of both kinds in one table are an error."""
+    kinds = {s.get("test_bleu") is not None for s in summaries}
+    if len(kinds) > 1:
+        raise L2TError("translation runs (BLEU) and classification runs (error) cannot share a table")
+    return "test BLEU" if kinds == {True} else "test error (%)"
+
+
 def seed_summaries(folder: str | Path, seeds: int) -> list[dict]:
     """The ``summary.json`` of ``folder/seed0 .. seed{seeds-1}``: one loss's students over seeds, as
     ``l2t experiment`` and ``experiments/ablate.py`` write them."""
@@ -104,7 +118,8 @@ def collect(run_dirs: list[Path]) -> dict:
     for flat, setting, s in runs:
         key = (Path(str(flat.get("data.name", "?"))).stem, flat.get("student.name", "?"), setting)
         teacher = s.get("teacher_path")
-        table[key][column(s)].append({"seed": s["seed"], "test": 100 * s["test_error"], "dev": 100 * s["dev_error"],
+        table[key][column(s)].append({"seed": s["seed"], "test": score(s), "bleu": s.get("test_bleu") is not None,
+                                      "dev": 100 * s["dev_error"],
                                       "lr": flat.get("inner.lr"), "diverged": bool(s.get("diverged")),
                                       "teacher": teacher})
     # a column whose runs used several teachers or learning rates is split, never averaged across them
@@ -144,21 +159,32 @@ def _cell(runs: list) -> str:
 
 def markdown(table: dict) -> str:
     cols = {c for row in table.values() for c in row}
+    bleu = {r["bleu"] for row in table.values() for runs in row.values() for r in runs}
+    if len(bleu) > 1:
+        raise L2TError("translation runs (BLEU) and classification runs (error) cannot share a table; report them apart")
+    bleu = bleu == {True}
     losses = [l for l in ORDER if l in cols] + sorted(cols - set(ORDER))
-    head = "| data / student | " + " | ".join(losses) + " | paper (" + ", ".join(l for l in ORDER if l != "label_smoothing") + ") |"
-    lines = [head, "|" + "---|" * (len(losses) + 2)]
+    paper_head = "" if bleu else " paper (" + ", ".join(l for l in ORDER if l != "label_smoothing") + ") |"
+    lines = ["| data / student | " + " | ".join(losses) + " |" + paper_head,
+             "|" + "---|" * (len(losses) + 1 + (not bleu))]
     labels = _row_labels(table)
     for key in sorted(table, key=lambda k: labels[k]):
         data, student, _ = key
         row = table[key]
-        paper = PAPER.get((data, _FAMILY.get(student, student)))
-        ref = " / ".join(f"{paper[l]:.2f}" for l in ORDER if l in paper) if paper else "—"
         cells = [(_cell(row[l]) if l in row else "") for l in losses]
-        lines.append(f"| {labels[key]} | " + " | ".join(cells) + f" | {ref} |")
+        line = f"| {labels[key]} | " + " | ".join(cells) + " |"
+        if not bleu:
+            paper = PAPER.get((data, _FAMILY.get(student, student)))
+            line += " " + (" / ".join(f"{paper[l]:.2f}" for l in ORDER if l in paper) if paper else "—") + " |"
+        lines.append(line)
     lines.append("")
-    lines.append("Test error (%), mean ± std over seeds (n runs; — : a single run); runs of different configs are "
-                 "separate rows, never pooled. Paper: L2T-DLF Tables 1–2 (MNIST, CIFAR), cross entropy / smooth 0-1 / "
-                 "large-margin softmax / L2T-DLF.")
+    if bleu:
+        lines.append("Test BLEU (sacrebleu, corpus level, on the test split; higher is better), mean ± std over seeds "
+                     "(n runs; — : a single run); runs of different configs are separate rows, never pooled.")
+    else:
+        lines.append("Test error (%), mean ± std over seeds (n runs; — : a single run); runs of different configs are "
+                     "separate rows, never pooled. Paper: L2T-DLF Tables 1–2 (MNIST, CIFAR), cross entropy / smooth "
+                     "0-1 / large-margin softmax / L2T-DLF.")
     return "\n".join(lines)
 
 

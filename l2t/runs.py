@@ -77,6 +77,29 @@ def check_run_dir(run_dir: str | Path) -> Path:
     return run_dir
 
 
+TOKENIZER_FILE = "spm.model"
+
+
+def save_tokenizer(run_dir: Path, tokenizer) -> None:
+    """A copy of the run's subword model (sequence data), so that the run folder translates alone."""
+    if tokenizer is not None:
+        from l2t.io import atomic_write_bytes
+
+        atomic_write_bytes(run_dir / TOKENIZER_FILE, Path(tokenizer.path).read_bytes())
+
+
+def check_tokenizer(run_dir: Path, tokenizer) -> None:
+    """The data's subword model is the run folder's (a run resumed or reused on other data is an
+    error, not a model reading the wrong token ids)."""
+    import hashlib
+
+    saved = run_dir / TOKENIZER_FILE
+    if tokenizer is not None and saved.exists():
+        if hashlib.sha256(saved.read_bytes()).hexdigest() != tokenizer.sha256:
+            raise L2TError(f"{saved} is not the subword model of this data (another vocabulary or training split); "
+                           "use the run's own data, or another folder")
+
+
 def init_run(run_dir: str | Path, cfg: Config) -> Path:
     """Create the folder, write ``config.json`` and ``provenance.json``. A ``summary.json`` of an
     earlier run is removed first, so the folder never pairs a new config with an old summary."""

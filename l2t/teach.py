@@ -56,7 +56,7 @@ from l2t.optim import Adam, Constant, MomentumSGD
 from l2t.online import OnlineProtocol
 from l2t.protocols import PhasesProtocol
 from l2t.pytree import all_finite
-from l2t.runs import check_run_dir, init_run
+from l2t.runs import check_run_dir, check_tokenizer, init_run, save_tokenizer
 from l2t.students import Student
 from l2t.teachers import LossNetworkTeacher, StateSpec, Teacher, save_teacher, teacher_params
 
@@ -399,7 +399,10 @@ def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, rest
         try:
             if not resume:
                 init_run(run_dir, cfg)
-            elif removed := remove_stale_temporaries(run_dir):
+                save_tokenizer(run_dir, t.data.tokenizer)
+            else:
+                check_tokenizer(run_dir, t.data.tokenizer)
+            if resume and (removed := remove_stale_temporaries(run_dir)):
                 log.info("removed %d temporary file(s) a killed run left in %s", removed, run_dir)
             if resume and (run_dir / STATE_FILE).exists():
                 start, state = _load_state(run_dir, state)

@@ -30,7 +30,7 @@ from l2t.inner import no_coeffs, rollout
 from l2t.io import finite_or_none, require_tensorboard, save_tensors, write_csv, write_json, write_jsonl, write_tensorboard
 from l2t.losses import LEARNED, LOSSES, SCHEDULES, create_loss, cross_entropy, masked_sum
 from l2t.pytree import all_finite
-from l2t.runs import check_run_dir, init_run
+from l2t.runs import check_run_dir, check_tokenizer, init_run, save_tokenizer
 from l2t.teachers import LoadedTeacher, Phase, TeachingSession, load_teacher
 from l2t.teachers.checkpoint import resolve_teacher_path
 from l2t.types import Params
@@ -92,6 +92,7 @@ class TrainResult:
     weights: tuple[Params, Params] | None = field(default=None, repr=False)  # (params, buffers), if kept
     steps: list[dict] = field(default_factory=list, repr=False)  # per-step scalars, if recorded
     dev_ce: float = math.nan
+    bleu: float | None = None  # seq2seq: corpus BLEU on the test split (record_student)
 
     def summary(self) -> dict:
         summary = {"loss": self.loss, "seed": self.seed, "test_error": self.test_error,
@@ -204,8 +205,12 @@ def record_student(cfg: Config, data: DataSplits, loss: LossSpec, seed: int, run
     check_run_dir(run_dir)
     if tensorboard:
         require_tensorboard()
+    if isinstance(loss, TaughtLoss) and loss.path:  # a teacher of translation reads the token ids of its own run
+        check_tokenizer(Path(loss.path).parent, data.tokenizer)
     res = train_student(cfg, data, loss, seed, on_step=on_step, keep_weights=True, record_steps=True)
+    bleu = test_bleu(cfg, data, res.weights) if data.tokenizer is not None else {}
     run = init_run(run_dir, cfg)
+    save_tokenizer(run, data.tokenizer)
     write_jsonl(run / "metrics.jsonl", res.steps)
     write_csv(run / "metrics.csv", res.steps)
     if tensorboard:
@@ -217,9 +222,22 @@ def record_student(cfg: Config, data: DataSplits, loss: LossSpec, seed: int, run
     if res.phases:
         base = float(loss.teacher.teacher.config().get("base", 0.0))
         save_phases(run / "phases.safetensors", res.phases, base=base, class_names=list(data.class_names))
-    write_json(run / "summary.json", res.summary() | {"lr": cfg.inner.lr} | (extra or {}))
+    res.bleu = bleu.get("test_bleu")
+    write_json(run / "summary.json", res.summary() | bleu | {"lr": cfg.inner.lr} | (extra or {}))
     res.weights = None
     return res
+
+
+def test_bleu(cfg: Config, data: DataSplits, weights: tuple[Params, Params]) -> dict:
+    """A seq2seq student's corpus BLEU (sacrebleu) on the test split, by beam search of width
+    ``cfg.beam``, against the raw reference sentences; with its signature."""
+    from l2t.decode import corpus_bleu, translate
+
+    student = build_student(cfg, data)
+    sources, references = zip(*data.texts["test"])
+    hyps = translate(student, *weights, data.tokenizer, list(sources), beam=cfg.beam)
+    score, signature = corpus_bleu(hyps, list(references))
+    return {"test_bleu": score, "bleu_signature": signature, "beam": cfg.beam}
 
 
 def load_loss(cfg: Config, text: str) -> LossSpec:

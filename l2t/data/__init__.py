@@ -17,6 +17,7 @@ from l2t.data.examples import Examples, SequencePairs, TensorExamples
 from l2t.data.download import download
 from l2t.data.idx import FASHION_CLASSES, load_idx_folder, read_idx
 from l2t.data.npz import load_npz
+from l2t.data.parallel import Tokenizer, load_parallel
 from l2t.data.splits import DataSplits, make_splits
 from l2t.data.toy import load_reverse
 from l2t.errors import L2TError
@@ -25,7 +26,7 @@ from l2t.registry import Registry
 DATASETS: Registry[DataSplits] = Registry("data set")
 
 # Where named data sets are looked for: $L2T_DATA_DIR/<name>, then the system location.
-SYSTEM_DIRS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
+SYSTEM_DIRS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist"), "trans-de-en": Path("/usr/share/trans")}
 
 
 def data_root(name: str) -> Path:
@@ -74,6 +75,11 @@ def _reverse(download: bool = False, **kw: Any) -> DataSplits:
     return load_reverse(**kw)
 
 
+@DATASETS.register("trans-de-en", doc="German-English sentence pairs from Debian's trans-de-en dictionary (make data)")
+def _trans_de_en(download: bool = False, **kw: Any) -> DataSplits:
+    return load_parallel("trans-de-en", **{k: v for k, v in kw.items() if k != "split_seed"})
+
+
 DATASETS.register("fashion-mnist", doc="Fashion-MNIST IDX files (make data installs Debian's copy)")(
     _named_idx("fashion-mnist", FASHION_CLASSES))
 DATASETS.register("mnist", doc="MNIST IDX files from $L2T_DATA_DIR/mnist (--download fetches them)")(_named_idx("mnist", None))
@@ -103,9 +109,12 @@ def load_data(
             return DATASETS.create(name_or_path, download=download, **kw, **(options or {}))
         except TypeError as e:
             raise L2TError(f"bad data.options for {name_or_path!r}: {e}") from None
-    if options:
-        raise L2TError(f"data.options {options} apply to named data sets only, not to {name_or_path!r}")
     path = Path(name_or_path)
+    options = dict(options or {})
+    if path.suffix == ".tsv" or (path.is_dir() and any(path.glob("train.*")) and not any(path.glob("train-*"))):
+        return load_parallel(str(path), **{k: v for k, v in kw.items() if k != "split_seed"}, **options)  # parallel text
+    if options:
+        raise L2TError(f"data.options {options} apply to named data sets and parallel text only, not to {name_or_path!r}")
     if path.suffix == ".npz":
         return load_npz(path, **kw)
     if path.is_dir():
@@ -124,7 +133,7 @@ def load_data(
 
 __all__ = [
     "AUGMENTATIONS", "BatchSchedule", "DATASETS", "DEFAULT_AUGMENT", "DataSplits", "Examples", "FASHION_CLASSES",
-    "SequencePairs", "TensorExamples", "crop_flip", "data_root", "derive_seed", "download", "get_augment", "load_cifar",
+    "SequencePairs", "TensorExamples", "Tokenizer", "load_parallel", "crop_flip", "data_root", "derive_seed", "download", "get_augment", "load_cifar",
     "load_data", "load_digits", "load_idx_folder", "load_npz", "load_reverse", "make_splits", "read_cifar_pickle",
     "read_idx",
 ]

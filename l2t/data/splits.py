@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 
@@ -27,6 +28,8 @@ class DataSplits:
     dev: Examples
     test: Examples
     task: Task
+    tokenizer: Any = None  # sequence data: the subword model (l2t.data.parallel.Tokenizer)
+    texts: Any = None  # sequence data: split -> [(source, target)] raw sentences (BLEU's references)
 
     @property
     def num_classes(self) -> int:

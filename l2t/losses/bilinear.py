@@ -8,12 +8,31 @@ import torch
 import torch.nn.functional as F
 
 
+def factored_logit(logp: torch.Tensor, targets: torch.Tensor, coeffs: dict) -> torch.Tensor:
+    """``y⃗ᵀ Φ log p`` for a factored ``Φ = diag(d) + u·11ᵀ + U Wᵀ`` without forming the ``C × C``
+    matrix: ``d[y] log p_y + u Σ_j log p_j + U[y]·(Wᵀ log p)``, O(C·k) per position.
+
+    ``coeffs``: ``diag`` (a scalar or ``(C,)``), optionally ``uniform`` (a scalar) and ``U``, ``W``
+    (``(C, k)`` each). For a vocabulary of thousands this is the form a teacher sets (the
+    schedule teacher's ``Φ = c·g·((1 − ε)·I + ε/C)`` is ``diag = c·g·(1 − ε)``,
+    ``uniform = c·g·ε/C``); docs/method.md §5."""
+    lp_y = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (...)
+    d = coeffs["diag"]
+    z = (d[targets] if d.dim() else d) * lp_y
+    if "uniform" in coeffs:
+        z = z + coeffs["uniform"] * logp.sum(-1)
+    if "U" in coeffs:
+        z = z + (coeffs["U"][targets] * (logp @ coeffs["W"])).sum(-1)
+    return z
+
+
 def bilinear(
-    logits: torch.Tensor, targets: torch.Tensor, coeffs: torch.Tensor, *, scale: float = 1.0, eps: float = 0.0
+    logits: torch.Tensor, targets: torch.Tensor, coeffs, *, scale: float = 1.0, eps: float = 0.0
 ) -> torch.Tensor:
     """``-scale · σ(Φ[y] · log p)``, per example.
 
-    ``logits (..., C)``, ``targets (...)``, ``coeffs`` = ``Φ (C, C)`` set by the teacher. With
+    ``logits (..., C)``, ``targets (...)``, ``coeffs`` = ``Φ (C, C)`` set by the teacher, or a
+    factored ``Φ`` as a dict (:func:`factored_logit`). With
     ``Φ = I`` and no sigmoid this is cross entropy. Near ``Φ = c·I`` with small ``c``,
     ``σ(c·z) ≈ 1/2 + c·z/4``, so ``scale = 4/c`` gives the gradient of cross entropy
     (docs/method.md §8); a teacher initialised there starts at the standard loss.
@@ -26,6 +45,10 @@ def bilinear(
     ``Φ(y, y) log p_y``, so ``Φ = c·I`` is still cross entropy.
     """
     logp = F.log_softmax(logits, dim=-1)  # (..., C)
+    if isinstance(coeffs, dict):
+        if eps > 0:
+            raise ValueError("off_diagonal_eps needs a full Φ, not a factored one")
+        return -scale * torch.sigmoid(factored_logit(logp, targets, coeffs))
     if eps > 0:
         bounded = torch.logaddexp(logp, torch.full_like(logp, math.log(eps)))  # log(p + eps)
         is_target = F.one_hot(targets, logp.shape[-1]).bool()

@@ -42,14 +42,29 @@ class Cosine:
         return self.lr * (self.final + (1 - self.final) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def make_schedule(name: str, lr: float, steps: int, milestones: tuple[float, ...] = (0.5, 0.75), gamma: float = 0.1):
-    """``name`` in constant | step | cosine; step milestones are fractions of ``steps``."""
+@dataclass(frozen=True)
+class Warmup:
+    """``schedule(step)`` times ``min(1, (step + 1) / steps)``: a linear warm-up (Transformers)."""
+
+    schedule: object
+    steps: int
+
+    def __call__(self, step: int) -> float:
+        return self.schedule(step) * min(1.0, (step + 1) / self.steps)
+
+
+def make_schedule(name: str, lr: float, steps: int, milestones: tuple[float, ...] = (0.5, 0.75), gamma: float = 0.1,
+                  warmup: int = 0):
+    """``name`` in constant | step | cosine; step milestones are fractions of ``steps``; ``warmup``
+    steps of linear warm-up in front of any of them."""
     if not lr > 0:
         raise L2TError(f"Invalid learning rate: {lr}")
     if name == "constant":
-        return Constant(lr)
-    if name == "step":
-        return StepDecay(lr, tuple(int(round(f * steps)) for f in milestones), gamma)
-    if name == "cosine":
-        return Cosine(lr, steps)
-    raise L2TError(f"unknown lr schedule {name!r}; known: constant, cosine, step")
+        schedule = Constant(lr)
+    elif name == "step":
+        schedule = StepDecay(lr, tuple(int(round(f * steps)) for f in milestones), gamma)
+    elif name == "cosine":
+        schedule = Cosine(lr, steps)
+    else:
+        raise L2TError(f"unknown lr schedule {name!r}; known: constant, cosine, step")
+    return Warmup(schedule, warmup) if warmup > 0 else schedule

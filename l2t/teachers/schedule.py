@@ -22,6 +22,8 @@ from torch import nn
 
 from l2t.teachers.base import TEACHERS, Teacher
 
+FACTORED_ABOVE = 1000  # classes beyond which Φ is set in factored form (a vocabulary, not a label set)
+
 
 def interpolate(knots: torch.Tensor, t: float) -> torch.Tensor:
     """The piecewise-linear function through ``knots`` evenly spaced over [0, 1], at ``t``.
@@ -51,6 +53,7 @@ class ScheduleTeacher(Teacher):
         base: float = 0.1,
         init_gain: float | list[float] = 1.0,
         init_smoothing: float | list[float] = 0.0,
+        factored: bool | None = None,
     ) -> None:
         super().__init__()
         if knots < 1:
@@ -59,9 +62,12 @@ class ScheduleTeacher(Teacher):
             raise ValueError(f"Invalid base: {base} (> 0)")
         self.num_classes, self.state_dim, self.knots, self.base = num_classes, state_dim, knots, base
         self.init_gain, self.init_smoothing = init_gain, init_smoothing
+        # a C x C matrix for a label set; for a vocabulary, Φ as {diag, uniform}: O(C), never C²
+        self.factored = num_classes > FACTORED_ABOVE if factored is None else factored
         self.gain = nn.Parameter(self._knots(init_gain, "init_gain"))
         self.smoothing = nn.Parameter(self._knots(init_smoothing, "init_smoothing"))
-        self.register_buffer("eye", torch.eye(num_classes), persistent=False)
+        if not self.factored:
+            self.register_buffer("eye", torch.eye(num_classes), persistent=False)
 
     def _knots(self, value: float | list[float], name: str) -> torch.Tensor:
         values = [float(value)] * self.knots if isinstance(value, (int, float)) else [float(v) for v in value]
@@ -78,6 +84,8 @@ class ScheduleTeacher(Teacher):
         """``features (|s|,)`` -> ``Φ (C, C)``; only ``features[0] = t/T`` is read."""
         t = features[0].item()
         g, e = interpolate(self.gain, t), interpolate(self.smoothing, t)
+        if self.factored:
+            return {"diag": self.base * g * (1 - e), "uniform": self.base * g * e / self.num_classes}, memory
         eye = self.eye.to(self.gain.dtype)
         return self.base * g * ((1 - e) * eye + e / self.num_classes), memory
 
@@ -94,5 +102,5 @@ class ScheduleTeacher(Teacher):
     def config(self) -> dict:
         return dict(
             num_classes=self.num_classes, state_dim=self.state_dim, knots=self.knots, base=self.base,
-            init_gain=self.init_gain, init_smoothing=self.init_smoothing,
+            init_gain=self.init_gain, init_smoothing=self.init_smoothing, factored=self.factored,
         )
