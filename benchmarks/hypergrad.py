@@ -3,6 +3,8 @@
     python benchmarks/hypergrad.py                       # the full grid (about an hour on 2 cores)
     python benchmarks/hypergrad.py --students lenet --steps 10000 --methods checkpoint reversible
     python benchmarks/hypergrad.py --device cuda --methods reverse checkpoint reversible unrolled
+    python benchmarks/hypergrad.py --students transformer --steps 200 --no-precision-floor \
+        --methods reverse checkpoint reversible torchopt --json benchmarks/results/hypergrad_transformer.json
 
 Every configuration (student, T, method) runs in a fresh subprocess that
 
@@ -52,7 +54,20 @@ from pathlib import Path
 
 import torch
 
-STUDENTS = {"mlp": ("mlp", {"widths": [500]}), "lenet": ("lenet", {})}
+STUDENTS = {"mlp": ("mlp", {"widths": [500]}), "lenet": ("lenet", {}), "transformer": ("transformer", {})}
+#: the sequence problem (``--students transformer``): generated sequences of 2-20 tokens over a
+#: vocabulary of 255 (l2t's toy-reverse task), 12,800 training / 500 dev pairs, batch 64, a
+#: Transformer of 2+2 layers (d 128, 4 heads, FFN 256, dropout 0 so that higher's unroll, which
+#: draws dropout from the global generator, differentiates the same run), the schedule teacher
+#: (3 knots, away from cross entropy), dev cross entropy over 2 masked dev batches
+SEQ2SEQ = {
+    "data.name": "toy-reverse", "data.options": {"symbols": 252, "max_len": 20}, "data.train_size": 12800,
+    "data.dev_size": 500, "data.test_size": 16, "student.name": "transformer",
+    "student.options": {"d_model": 128, "heads": 4, "ffn": 256, "enc_layers": 2, "dec_layers": 2, "dropout": 0.0},
+    "inner.batch_size": 64, "inner.lr": 0.05, "inner.momentum": 0.9, "teacher.name": "schedule",
+    "teacher.options": {"knots": 3, "init_gain": [1.2, 0.9, 1.1], "init_smoothing": [0.1, 0.05, 0.1]},
+    "teacher.state_every": 10, "outer.objective": "ce", "outer.dev_batch": 250,
+}
 L2T_METHODS = ["reverse", "checkpoint", "reversible", "unrolled"]
 EXTERNAL = ["higher", "torchopt"]
 GRAPH_METHODS = {"unrolled", "higher", "torchopt"}  # memory grows with T
@@ -96,6 +111,14 @@ def build(student_name: str, T: int, seed: int = 0, dtype: torch.dtype = torch.f
           device: torch.device | str = "cpu"):
     from l2t.gradcheck import synthetic_problem
 
+    if student_name == "transformer":
+        from l2t.config import load_config
+        from l2t.gradcheck import check_problem
+
+        dtype_name = {torch.float32: "float32", torch.float64: "float64"}[dtype]
+        cp = check_problem(load_config(None, SEQ2SEQ | {"inner.steps": T, "seed": seed, "dtype": dtype_name,
+                                                        "device": str(device)}))
+        return cp.problem, cp.episode, cp.teacher, cp.teacher_params, cp.spec
     name, options = STUDENTS[student_name]
     cp = synthetic_problem(name, T, student_options=options, seed=seed, dtype=dtype, device=device)
     return cp.problem, cp.episode, cp.teacher, cp.teacher_params, cp.spec
@@ -105,7 +128,7 @@ def _external(kind: str, problem, episode, teacher, tparams, spec):
     """The same unroll differentiated by ``higher`` or ``torchopt``: full graph, one backward."""
     import copy
 
-    from l2t.losses import reduce_loss
+    from l2t.losses import masked_sum, reduce_loss
     from l2t.teachers import TeachingSession
 
     lr, gamma = problem.optimizer.lr(0), problem.optimizer.momentum
@@ -125,8 +148,9 @@ def _external(kind: str, problem, episode, teacher, tparams, spec):
                 out = fmodel(b.inputs)
                 params = dict(zip(names, fmodel.parameters()))
                 coeffs = session(t, out.detach(), b, params, buffers)
-                diffopt.step(reduce_loss(problem.loss(out, b.targets, coeffs)))
-            outer = sum(problem.objective(fmodel(d.inputs), d.targets).sum() for d in problem.dev) / problem.dev_count()
+                diffopt.step(reduce_loss(problem.loss(out, b.targets, coeffs), b.mask))
+            outer = sum(masked_sum(problem.objective(fmodel(d.inputs), d.targets, d.mask), d.mask)
+                        for d in problem.dev) / problem.dev_count()
     else:
         import torchopt
 
@@ -137,7 +161,7 @@ def _external(kind: str, problem, episode, teacher, tparams, spec):
             b = batches(t)
             out, _ = problem.student.apply(params, buffers, b.inputs, rng=b.seed)
             coeffs = session(t, out.detach(), b, params, buffers)
-            loss = reduce_loss(problem.loss(out, b.targets, coeffs))
+            loss = reduce_loss(problem.loss(out, b.targets, coeffs), b.mask)
             grads = torch.autograd.grad(loss, tuple(params.values()), create_graph=True)
             updates, state = opt.update(dict(zip(params, grads)), state, inplace=False)
             params = torchopt.apply_updates(params, updates, inplace=False)
@@ -194,7 +218,8 @@ def worker(student: str, T: int, method: str, grad_out: str, device: str = "cpu"
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--students", nargs="+", default=list(STUDENTS))
+    p.add_argument("--students", nargs="+", default=["mlp", "lenet"], choices=list(STUDENTS),
+                   help="default mlp lenet; transformer: the sequence problem of SEQ2SEQ (docs/engines.md)")
     p.add_argument("--steps", nargs="+", type=int, default=[50, 200, 1000, 5000])
     p.add_argument("--methods", nargs="+", default=L2T_METHODS + EXTERNAL)
     p.add_argument("--mem-limit-gb", type=float, default=16.0)

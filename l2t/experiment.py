@@ -120,7 +120,8 @@ def run_experiment(cfg: Config, out: Path, *, seeds: int, progress: bool = True,
     report = (
         f"{what}, student {cfg.student.name}, "
         f"{cfg.inner.steps} momentum-SGD steps ({cfg.inner.lr_schedule} schedule), seeds 0..{seeds - 1}:\n\n{table}\n\n"
-        f"Learning rates tuned on dev over {cfg.lr_grid} ({cfg.tune_seeds} students each); the teacher is trained "
+        f"Learning rates tuned on dev over {cfg.lr_grid} ({cfg.tune_seeds} student{'s' if cfg.tune_seeds > 1 else ''} "
+        f"each{', on teacher-forced token error' if data.tokenizer is not None else ''}); the teacher is trained "
         f"at the rate tuned for cross entropy{figures}"
     )
     (out / "results.md").write_text(report + "\n")

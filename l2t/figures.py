@@ -51,13 +51,15 @@ def plot_dev_measure(teach_run: str | Path, out: str | Path, title: str | None =
     """Fig. 3: the objective the teacher optimises (``outer.objective``: dev cross entropy, or the
     paper's expected accuracy) and the dev error, per teacher step, of the episodes' students
     or, for the ``phases`` protocol (whose episodes end mid-training), of the whole students of
-    its reference runs. Dots are single steps; lines are moving averages over a stated window."""
+    its reference runs when it made at least 3 (else its episodes', which start at different
+    phases). Dots are single steps; lines are moving averages over a stated window."""
     teach_run, out = Path(teach_run), Path(out)
     all_records = read_jsonl(teach_run / "metrics.jsonl")
     cfg = read_json(teach_run / "config.json") if (teach_run / "config.json").exists() else {}
     objective = cfg.get("outer", {}).get("objective", "ce")  # the config's default
     label, sign = _OBJECTIVES.get(objective, (f"dev objective {objective}", 1.0))
-    prefix = "reference_" if any("reference_outer_loss" in r for r in all_records) else ""
+    # phases: the whole students of its reference runs, when there are enough of them to draw a curve
+    prefix = "reference_" if sum("reference_outer_loss" in r for r in all_records) >= 3 else ""
     records = [r for r in all_records if r.get(f"{prefix}outer_loss") is not None]
     if not records:
         raise L2TError(f"{teach_run} has no teacher-step metrics to plot")
@@ -77,8 +79,9 @@ def plot_dev_measure(teach_run: str | Path, out: str | Path, title: str | None =
     ax2.set_ylabel("dev error (%)", fontsize=9)
     ax2.set_xlabel("teacher optimisation step")
     online = cfg.get("outer", {}).get("protocol") == "online"
+    phases = cfg.get("outer", {}).get("protocol") == "phases"
     whose = ("whole students of the reference runs" if prefix else "the online student" if online
-             else "the episodes' students")
+             else "the episodes (each from a snapshot of another phase)" if phases else "the episodes' students")
     fig.suptitle(title or f"Along teacher optimisation (cf. L2T-DLF Fig. 3): {label}, {whose}", fontsize=9)
     _save(fig, out)
     return out
