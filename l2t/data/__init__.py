@@ -26,7 +26,7 @@ from l2t.registry import Registry
 DATASETS: Registry[DataSplits] = Registry("data set")
 
 # Where named data sets are looked for: $L2T_DATA_DIR/<name>, then the system location.
-SYSTEM_DIRS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist"), "trans-de-en": Path("/usr/share/trans")}
+SYSTEM_DIRS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}  # trans-de-en: l2t.data.parallel.DICTIONARY
 
 
 def data_root(name: str) -> Path:

@@ -175,7 +175,12 @@ def read_fairseq_folder(folder: str | Path, src: str, tgt: str) -> dict[str, lis
 
 
 def read_tsv(path: str | Path, src: str, tgt: str) -> list[tuple[str, str]]:
-    """Pairs of a TSV file whose header names its languages (``de<TAB>en``)."""
+    """``(src, tgt)`` pairs of a TSV file whose header names its languages (``de<TAB>en``)."""
+    return _tsv_pairs(path, src, tgt)[0]
+
+
+def _tsv_pairs(path: str | Path, src: str, tgt: str) -> tuple[list[tuple[str, str]], bool]:
+    """:func:`read_tsv`, and whether the file puts ``tgt``'s column before ``src``'s."""
     path = Path(path)
     lines = _read_lines(path)
     if not lines:
@@ -194,7 +199,7 @@ def read_tsv(path: str | Path, src: str, tgt: str) -> list[tuple[str, str]]:
         pairs.append((cols[i].strip(), cols[j].strip()))
     if bad:
         log.info("%s: %d lines with a missing or empty column skipped", path, bad)
-    return pairs
+    return pairs, j < i
 
 
 @dataclass(frozen=True)
@@ -307,10 +312,7 @@ def load_parallel(source: str, *, src: str = "de", tgt: str = "en", vocab_size: 
     elif Path(source).is_dir():
         splits = read_fairseq_folder(source, src, tgt)
     elif source.endswith(".tsv"):
-        lines = _read_lines(Path(source))[:1]
-        header = [h.strip() for h in lines[0].split("\t")] if lines else []
-        flipped = src in header and tgt in header and header.index(src) > header.index(tgt)
-        pairs = read_tsv(source, src, tgt)
+        pairs, flipped = _tsv_pairs(source, src, tgt)
         splits = _split_in_file_order([(t, s) for s, t in pairs] if flipped else pairs, flipped)
     else:
         raise L2TError(f"unknown parallel data {source!r}: trans-de-en, a folder of train/valid/test.LANG files, or a .tsv")
