@@ -154,12 +154,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     res = _with_progress(lambda hook: record_student(cfg, data, loss, cfg.seed, out, on_step=hook, overwrite=args.overwrite,
                                                      tensorboard=args.tensorboard),
                          cfg.inner.steps, f"student ({label})", args.no_progress)
-    if res.bleu is not None:
-        print(f"test BLEU {res.bleu:.2f} (beam {cfg.beam}; token error {100 * res.test_error:.2f}%), loss {label}, "
-              f"seed {cfg.seed}" + (" -- DIVERGED" if res.diverged else ""))
-    else:
-        print(f"test error {100 * res.test_error:.2f}% (dev error {100 * res.dev_error:.2f}%), loss {label}, "
-              f"seed {cfg.seed}" + (" -- DIVERGED" if res.diverged else ""))
+    result = (f"test BLEU {res.bleu:.2f} (beam {cfg.beam}; token error {100 * res.test_error:.2f}%)" if res.bleu is not None
+              else f"test error {100 * res.test_error:.2f}% (dev error {100 * res.dev_error:.2f}%)")
+    print(f"{result}, loss {label}, seed {cfg.seed}" + (" -- DIVERGED" if res.diverged else ""))
     for hint in advice(cfg, data, loss, res):
         print(f"note: {hint}")
     print(f"results in {out}")

@@ -54,9 +54,13 @@ def score(summary: dict) -> float:
 
 def metric_name(summaries: list[dict]) -> str:
     """``test BLEU`` or ``test error (%)``; runs of both kinds in one table are an error."""
-    kinds = {s.get("test_bleu") is not None for s in summaries}
+    return _metric(s.get("test_bleu") is not None for s in summaries)
+
+
+def _metric(is_bleu) -> str:
+    kinds = set(is_bleu)
     if len(kinds) > 1:
-        raise L2TError("translation runs (BLEU) and classification runs (error) cannot share a table")
+        raise L2TError("translation runs (BLEU) and classification runs (error) cannot share a table; report them apart")
     return "test BLEU" if kinds == {True} else "test error (%)"
 
 
@@ -159,10 +163,7 @@ def _cell(runs: list) -> str:
 
 def markdown(table: dict) -> str:
     cols = {c for row in table.values() for c in row}
-    bleu = {r["bleu"] for row in table.values() for runs in row.values() for r in runs}
-    if len(bleu) > 1:
-        raise L2TError("translation runs (BLEU) and classification runs (error) cannot share a table; report them apart")
-    bleu = bleu == {True}
+    bleu = _metric(r["bleu"] for row in table.values() for runs in row.values() for r in runs) == "test BLEU"
     losses = [l for l in ORDER if l in cols] + sorted(cols - set(ORDER))
     paper_head = "" if bleu else " paper (" + ", ".join(l for l in ORDER if l != "label_smoothing") + ") |"
     lines = ["| data / student | " + " | ".join(losses) + " |" + paper_head,

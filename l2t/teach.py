@@ -289,19 +289,26 @@ def teacher_step(t: Teaching, state: TeachState, step: int, run=run_episode, wor
             total = g if total is None else {k: total[k] + g[k] for k in total}
         grads = {k: g / len(ok) for k, g in total.items()}
         norm = _global_norm(grads)
-        grads = _clip(grads, cfg.outer.clip)
-        params, opt_state = make_outer_optimizer(cfg).update(grads, opt_state, params)
-        params = t.teacher.project(params)
+        params, opt_state, logged = _update_teacher(t, params, opt_state, grads)
         memory = ok[0].memory
         n = len(ok)
         record |= {
             "outer_loss": sum(r.outer_loss for r in ok) / n, "dev_measure": sum(r.dev_measure for r in ok) / n,
             "dev_error": sum(r.dev_error for r in ok) / n, "grad_norm": finite_or_none(norm),
-        }
-        if sum(v.numel() for v in params.values()) <= LOGGED_WEIGHTS:  # e.g. the schedule teacher
-            record["teacher"] = {k: v.tolist() for k, v in params.items()}
+        } | logged
     record["seconds"] = time.perf_counter() - t0
     return TeachState(params, opt_state, reference, memory, skipped), record
+
+
+def _update_teacher(t: Teaching, params: dict, opt_state: Any, grads: dict) -> tuple[dict, Any, dict]:
+    """The teacher's update from a hypergradient: clipped to ``outer.clip``, one step of the outer
+    optimizer, projected onto the teacher's feasible set; with the new weights for the metrics
+    record when there are few of them (e.g. the schedule teacher)."""
+    grads = _clip(grads, t.cfg.outer.clip)
+    params, opt_state = make_outer_optimizer(t.cfg).update(grads, opt_state, params)
+    params = t.teacher.project(params)
+    small = sum(v.numel() for v in params.values()) <= LOGGED_WEIGHTS
+    return params, opt_state, {"teacher": {k: v.tolist() for k, v in params.items()}} if small else {}
 
 
 def _online_step(t: Teaching, state: TeachState, step: int) -> tuple[TeachState, dict]:
@@ -317,9 +324,8 @@ def _online_step(t: Teaching, state: TeachState, step: int) -> tuple[TeachState,
             "seconds": time.perf_counter() - t0}
     grads = out["grads"]
     record["grad_norm"] = finite_or_none(_global_norm(grads))
-    grads = _clip(_clip(grads, cfg.outer.episode_clip), cfg.outer.clip)
-    params, opt_state = make_outer_optimizer(cfg).update(grads, opt_state, params)
-    params = t.teacher.project(params)
+    params, opt_state, logged = _update_teacher(t, params, opt_state, _clip(grads, cfg.outer.episode_clip))
+    record |= logged
     for key in ("first_outer_loss", "phi_change"):
         if key in out:
             record[key] = finite_or_none(out[key])
@@ -327,8 +333,6 @@ def _online_step(t: Teaching, state: TeachState, step: int) -> tuple[TeachState,
     if done % cfg.outer.checkpoint_every == 0 or done == cfg.outer.steps:  # the online student on dev
         m = evaluate(t.student, out["online"]["params"], out["online"]["buffers"], t.spec.dev)
         record |= {"dev_measure": m.expected_accuracy, "dev_error": m.error}
-    if sum(v.numel() for v in params.values()) <= LOGGED_WEIGHTS:
-        record["teacher"] = {k: v.tolist() for k, v in params.items()}
     record["seconds"] = time.perf_counter() - t0
     return TeachState(params, opt_state, state.reference, out["memory"], skipped, out["online"]), record
 
