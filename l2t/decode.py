@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from l2t.errors import L2TError
+from l2t.pytree import tree_map
 from l2t.students.seq2seq import LSTMSeq2Seq
 from l2t.types import Params, Seq2SeqTask
 
@@ -45,11 +46,7 @@ def _last_logits(module, prefix: torch.Tensor, memory, src_mask: torch.Tensor, s
 
 def _select(tree, index: torch.Tensor):
     """Rows ``index`` of every tensor of a pytree (memory, states)."""
-    if isinstance(tree, torch.Tensor):
-        return tree.index_select(0, index)
-    if isinstance(tree, (list, tuple)):
-        return type(tree)(_select(t, index) for t in tree)
-    return tree
+    return tree_map(lambda t: t.index_select(0, index), tree)
 
 
 @torch.no_grad()

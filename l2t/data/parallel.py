@@ -264,8 +264,8 @@ def train_tokenizer(sentences: list[str], vocab_size: int, cache: Path) -> Token
     return Tokenizer(str(model), sha)
 
 
-def _encode(pairs: list[tuple[str, str]], tok: Tokenizer, max_len: int, split: str) -> SequencePairs:
-    sp = tok.model()
+def _encode(pairs: list[tuple[str, str]], sp, max_len: int, split: str) -> SequencePairs:
+    """``pairs`` as padded token ids by the sentencepiece processor ``sp``."""
     src_ids, tgt_ids = sp.encode([s for s, _ in pairs]), sp.encode([t for _, t in pairs])
     rows, dropped, cut = [], 0, 0
     for s, t in zip(src_ids, tgt_ids):
@@ -326,8 +326,9 @@ def load_parallel(source: str, *, src: str = "de", tgt: str = "en", vocab_size: 
     from l2t.data import data_root
 
     tok = train_tokenizer([s for pair in splits["train"] for s in pair], vocab_size, cache or data_root("spm"))
-    vocab = tok.model().get_piece_size()
-    encoded = {name: _encode(pairs, tok, max_len, name) for name, pairs in splits.items()}
+    sp = tok.model()
+    vocab = sp.get_piece_size()
+    encoded = {name: _encode(pairs, sp, max_len, name) for name, pairs in splits.items()}
     task = Seq2SeqTask(src_vocab=vocab, tgt_vocab=vocab, pad_id=PAD, bos_id=BOS, eos_id=EOS, max_len=max_len)
     name = source if source == "trans-de-en" else Path(source).stem
     return DataSplits(f"{name}-{src}-{tgt}", encoded["train"], encoded["dev"], encoded["test"], task, tokenizer=tok,
