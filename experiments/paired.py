@@ -1,4 +1,4 @@
-"""Paired test-error differences between students' run folders over the same seeds.
+"""Paired differences of the reported number (test error, BLEU, mIoU or mAP@0.5) between students' run folders over the same seeds.
 
 Each FOLDER holds ``seed0 .. seed{N-1}/summary.json`` (one loss of an ``l2t experiment`` folder, an
 ``experiments/ablate.py`` variant, or ``l2t train --out FOLDER/seed<k>`` runs). The first folder is
@@ -13,13 +13,14 @@ import argparse
 from pathlib import Path
 
 from l2t.errors import L2TError
-from l2t.report import mean_std, paired_delta, seed_summaries
+from l2t.report import mean_std, metric_name, paired_delta, score, seed_summaries
 
 
 def table(folders: list[Path], seeds: int) -> str:
-    errors = {f: [100 * r["test_error"] for r in seed_summaries(f, seeds)] for f in folders}
+    errors = {f: [score(r) for r in seed_summaries(f, seeds)] for f in folders}
     first = errors[folders[0]]
-    rows = [f"| folder | test error (%), mean ± std over {seeds} seeds | paired Δ of {folders[0]} (± s.e.) |",
+    name = metric_name([r for f in folders for r in seed_summaries(f, seeds)])
+    rows = [f"| folder | {name}, mean ± std over {seeds} seeds | paired Δ of {folders[0]} (± s.e.) |",
             "|---|---|---|"]
     for f in folders:
         delta = "" if f == folders[0] else paired_delta(first, errors[f])

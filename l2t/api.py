@@ -12,6 +12,10 @@ The criterion keeps the student's state features up to date: it counts training 
 batches it sees, and every ``state_every`` steps (the teacher's own setting unless overridden)
 it evaluates ``model`` on the dev set (in eval mode, without gradients, restoring the mode
 after), asks the teacher for new coefficients and holds them until the next refresh.
+
+Dense prediction works the same way: ``model`` returns channels-last logits ``(B, H, W, C)``,
+``y_dev`` is ``(N, H, W)`` (``ignore_index`` marks pixels that count nowhere) and the criterion
+takes the batch's ``mask`` (True at real pixels).
 """
 
 from __future__ import annotations
@@ -46,14 +50,16 @@ class TeacherLoss:
         *,
         state_every: int | None = None,
         eval_batch: int = 1024,
+        ignore_index: int | None = None,
     ) -> None:
         num_classes = int(teacher.teacher.config()["num_classes"])
         teacher.check_fits(num_classes)
         every = teacher.state_every if state_every is None else state_every
         self.teacher, self.params = teacher.teacher, teacher.params
         self.loss = create_loss(teacher.meta["loss"], **teacher.meta["loss_kwargs"])
-        dev = tuple(TensorExamples(x_dev, y_dev.long()).chunks(eval_batch))
+        dev = tuple(TensorExamples(x_dev, y_dev.long(), ignore_index=ignore_index).chunks(eval_batch))
         self.tracker = StateSpec(num_classes, total_steps, every, dev, teacher.features).tracker()
+        self.ignore_index = ignore_index
         self.memory: Any = teacher.memory  # the teacher's memory (None for a teacher without)
         self.coeffs: Any = None  # the loss coefficients in force (Φ_t)
         self._warned = False
@@ -75,7 +81,7 @@ class TeacherLoss:
     def __call__(self, logits: torch.Tensor, targets: torch.Tensor, *, step: int, model: nn.Module,
                  mask: torch.Tensor | None = None) -> torch.Tensor:
         """The mean loss over the real positions of ``logits (..., C)`` (``mask`` like ``targets``,
-        True at real positions; ``None``: all)."""
+        True at real positions; ``None``: all, or those whose label is not ``ignore_index``)."""
         spec = self.tracker.spec
         if logits.shape[-1] != spec.num_classes:
             raise L2TError(f"TeacherLoss: the teacher sets a loss over {spec.num_classes} classes, the logits have "
@@ -87,6 +93,12 @@ class TeacherLoss:
             self._warned = True
             log.warning("TeacherLoss: step %d is past total_steps = %d: the teacher's t/T feature leaves the range "
                         "it was trained on", step, spec.total_steps)
+        if mask is None and self.ignore_index is not None:
+            mask = targets != self.ignore_index
+        if mask is not None:
+            if mask.shape != targets.shape:
+                raise L2TError(f"TeacherLoss: mask of shape {tuple(mask.shape)} for targets {tuple(targets.shape)}")
+            targets = torch.where(mask, targets, torch.zeros_like(targets))  # an ignored label never indexes a loss
         self.tracker.observe(logits.detach(), Batch(None, targets, mask))
         if self.coeffs is None or self.tracker.is_refresh(step):
             features = self.tracker.features(step, self._dev_stats(model), logits.dtype)

@@ -8,6 +8,8 @@ makes ``l2t teach --resume`` end at the same teacher).
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from l2t.config import Config
@@ -15,7 +17,7 @@ from l2t.data import DEFAULT_AUGMENT, BatchSchedule, DataSplits, derive_seed, ge
 from l2t.data.batches import TAG_BATCHES, TAG_INIT, TAG_TEACHER_INIT
 from l2t.errors import L2TError
 from l2t.inner import BN_MODES, Episode, InnerProblem
-from l2t.losses import LossFn
+from l2t.losses import LossFn, box_regression
 from l2t.objectives import create_objective
 from l2t.optim import MomentumSGD, make_schedule
 from l2t.students import Student, create_student
@@ -94,6 +96,9 @@ def build_problem(cfg: Config, data: DataSplits, student: Student, loss: LossFn)
         raise L2TError(f"inner.steps must be at least 1, got {cfg.inner.steps}")
     if cfg.outer.bn_mode not in BN_MODES:
         raise L2TError(f"unknown outer.bn_mode {cfg.outer.bn_mode!r}; known: {', '.join(BN_MODES)}")
+    fixed_term = None
+    if data.task.kind == "detection":
+        fixed_term = partial(box_regression, weight=cfg.inner.box_weight)
     return InnerProblem(
         student=student,
         loss=loss,
@@ -102,6 +107,7 @@ def build_problem(cfg: Config, data: DataSplits, student: Student, loss: LossFn)
         objective=create_objective(cfg.outer.objective),
         dev=tuple(data.dev.chunks(cfg.outer.dev_batch)),
         bn_mode=cfg.outer.bn_mode,
+        fixed_term=fixed_term,
     )
 
 
@@ -121,6 +127,10 @@ def augmentation(cfg: Config):
 
 def make_episode(cfg: Config, data: DataSplits, student: Student, seed: int) -> Episode:
     """A fresh student (weights from ``seed``) and its batch order (also from ``seed``)."""
+    augment = augmentation(cfg)
+    if augment is not None and data.task.kind in ("segmentation", "detection"):
+        raise L2TError(f"data.augment = {cfg.data.augment!r} moves images but not their {data.task.kind} labels; "
+                       "use none for a dense task")
     params, buffers = student.init(derive_seed(seed, TAG_INIT), data.train.device, resolve_dtype(cfg.dtype))
-    batches = BatchSchedule(data.train, cfg.inner.batch_size, derive_seed(seed, TAG_BATCHES), augment=augmentation(cfg))
+    batches = BatchSchedule(data.train, cfg.inner.batch_size, derive_seed(seed, TAG_BATCHES), augment=augment)
     return Episode(params, buffers, batches)

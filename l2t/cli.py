@@ -154,8 +154,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     res = _with_progress(lambda hook: record_student(cfg, data, loss, cfg.seed, out, on_step=hook, overwrite=args.overwrite,
                                                      tensorboard=args.tensorboard),
                          cfg.inner.steps, f"student ({label})", args.no_progress)
-    result = (f"test BLEU {res.bleu:.2f} (beam {cfg.beam}; token error {100 * res.test_error:.2f}%)" if res.bleu is not None
-              else f"test error {100 * res.test_error:.2f}% (dev error {100 * res.dev_error:.2f}%)")
+    scores, error = res.scores, 100 * res.test_error
+    if "test_bleu" in scores:
+        result = f"test BLEU {scores['test_bleu']:.2f} (beam {cfg.beam}; token error {error:.2f}%)"
+    elif "test_miou" in scores:
+        result = f"test mIoU {100 * scores['test_miou']:.2f}% (pixel error {error:.2f}%)"
+    elif "test_map50" in scores:
+        result = f"test mAP@0.5 {100 * scores['test_map50']:.2f}%, mAP@[.5:.95] {100 * scores['test_map']:.2f}% (cell error {error:.2f}%)"
+    else:
+        result = f"test error {error:.2f}% (dev error {100 * res.dev_error:.2f}%)"
     print(f"{result}, loss {label}, seed {cfg.seed}" + (" -- DIVERGED" if res.diverged else ""))
     for hint in advice(cfg, data, loss, res):
         print(f"note: {hint}")

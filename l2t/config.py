@@ -100,6 +100,8 @@ class InnerConfig:
     momentum: float = _key(0.9, "heavy-ball momentum γ (no dampening)", below_one)
     warmup: int = _key(0, "steps of linear learning-rate warm-up in front of the schedule", at_least(0))
     weight_decay: float = _key(0.0, "L2 weight decay λ, folded into the gradient", at_least(0))
+    box_weight: float = _key(1.0, "detection: weight of the fixed box term (smooth L1) added to the taught class loss",
+                             at_least(0))
 
 
 @dataclass(frozen=True)

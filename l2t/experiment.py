@@ -31,7 +31,7 @@ from l2t.teachers import TEACHERS
 from l2t.figures import has_phi, plot_coeffs, plot_dev_measure
 from l2t.io import read_json, write_json
 from l2t.losses import LOSSES
-from l2t.report import mean_std, metric_name, paired_delta, score, seed_summaries
+from l2t.report import higher_is_better, mean_std, metric_name, paired_delta, score, seed_summaries
 from l2t.teach import STATE_FILE, teach
 from l2t.train import FixedLoss, LossSpec, load_loss, record_student, tune_lr
 
@@ -48,7 +48,7 @@ def results_table(out: Path, losses: list[str], seeds: int) -> str:
     name = metric_name([r for runs in summaries.values() for r in runs])
     dev_name = "dev token error (%)" if name == "test BLEU" else "dev error (%)"
     base = "ce" if "ce" in losses else None
-    better = "higher" if name == "test BLEU" else "lower"
+    better = "higher" if higher_is_better(name) else "lower"
     lines = [f"| loss | lr | {name}, mean ± std over {seeds} seeds | paired Δ vs cross entropy (± s.e.; {better} is better) | {dev_name} "
              "| per seed (test) |", "|---|---|---|---|---|---|"]
     for loss, runs in summaries.items():
@@ -116,13 +116,19 @@ def run_experiment(cfg: Config, out: Path, *, seeds: int, progress: bool = True,
         signature = read_json(out / cfg.losses[0] / "seed0" / "summary.json").get("bleu_signature", "")
         what = f"Test BLEU (beam {cfg.beam}; sacrebleu {signature}) on {cfg.data.name} ({len(data.test)} test pairs)"
     else:
-        what = f"Test error on {cfg.data.name} ({len(data.test)} test examples)"
+        name = metric_name(seed_summaries(out / cfg.losses[0], seeds))
+        what = f"Test {name[5:]} on {cfg.data.name} ({len(data.test)} test examples)"
+    if cfg.lr_grid:
+        on = {"segmentation": ", on dev mIoU", "detection": ", on dev mAP@0.5"}.get(data.task.kind, "")
+        tuned = (f"Learning rates tuned on dev over {cfg.lr_grid} ({cfg.tune_seeds} student{'s' if cfg.tune_seeds > 1 else ''} "
+                 f"each{', on teacher-forced token error' if data.tokenizer is not None else on}); the teacher is trained "
+                 "at the rate tuned for cross entropy")
+    else:
+        tuned = f"Learning rate {cfg.inner.lr:g} for every loss and the teacher (not tuned: lr_grid is empty)"
     report = (
         f"{what}, student {cfg.student.name}, "
         f"{cfg.inner.steps} momentum-SGD steps ({cfg.inner.lr_schedule} schedule), seeds 0..{seeds - 1}:\n\n{table}\n\n"
-        f"Learning rates tuned on dev over {cfg.lr_grid} ({cfg.tune_seeds} student{'s' if cfg.tune_seeds > 1 else ''} "
-        f"each{', on teacher-forced token error' if data.tokenizer is not None else ''}); the teacher is trained "
-        f"at the rate tuned for cross entropy{figures}"
+        f"{tuned}{figures}"
     )
     (out / "results.md").write_text(report + "\n")
     return report

@@ -50,6 +50,18 @@ SMALL_STUDENTS = {
     "transformer": {"d_model": 16, "heads": 2, "ffn": 32, "enc_layers": 1, "dec_layers": 1, "activation": "gelu"},
     "lstm1": {"d_emb": 8, "d_hidden": 12},
     "lstm2": {"d_emb": 8, "d_hidden": 12},
+    "unet": {"widths": [4, 8], "activation": "tanh", "pool": "avg"},
+    "detector": {"widths": [4, 6, 8], "activation": "tanh"},
+}
+#: the data a check problem of each kind of task trains on (dense: 16x16 digit composites)
+CHECK_DATA = {
+    "seq2seq": {"data.name": "toy-reverse", "data.train_size": 64, "data.dev_size": 16, "data.test_size": 16, "inner.batch_size": 8},
+    "segmentation": {"data.name": "digits-seg", "data.train_size": 32, "data.dev_size": 12, "data.test_size": 8,
+                     "data.options": {"canvas": 16}, "inner.batch_size": 8},
+    "detection": {"data.name": "digits-det", "data.train_size": 32, "data.dev_size": 12, "data.test_size": 8,
+                  "data.options": {"canvas": 16}, "inner.batch_size": 8},
+    "classification": {"data.name": "digits", "data.train_size": 200, "data.dev_size": 100, "data.test_size": 97,
+                       "inner.batch_size": 25},
 }
 #: image students that need 28x28 inputs: digits are upsampled for them
 NEEDS_28 = {"lenet"}
@@ -91,13 +103,11 @@ def check_config(
     The default MLP uses tanh: ReLU kinks crossed by a perturbed run would spoil the differences.
     ``overrides`` (dotted keys, as ``--set``) apply last.
     """
-    seq = STUDENTS.meta(student).get("task") == "seq2seq"
+    kind = STUDENTS.meta(student).get("task", "classification")
     values: dict[str, Any] = {
-        "seed": seed, "dtype": "float64", "device": device,
-        "data.name": "toy-reverse" if seq else "digits",
-        "data.train_size": 64 if seq else 200, "data.dev_size": 16 if seq else 100, "data.test_size": 16 if seq else 97,
+        "seed": seed, "dtype": "float64", "device": device, **CHECK_DATA[kind],
         "student.name": student, "student.options": dict(SMALL_STUDENTS.get(student, {})),
-        "inner.steps": steps, "inner.batch_size": 8 if seq else 25, "inner.lr": lr, "inner.lr_schedule": lr_schedule,
+        "inner.steps": steps, "inner.lr": lr, "inner.lr_schedule": lr_schedule,
         "inner.momentum": momentum, "inner.weight_decay": weight_decay,
         "teacher.name": teacher, "teacher.state_every": every, "teacher.options": _teacher_options(teacher, seed),
         "outer.objective": objective, "outer.bn_mode": bn_mode,

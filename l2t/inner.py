@@ -2,7 +2,7 @@
 by every hypergradient method.
 
     outputs = f(ω_t, inputs_t);  coeffs_t = coeffs_fn(t, outputs, batch_t, ...)
-    g_t = ∇_ω mean over real positions of l(outputs, targets_t; coeffs_t)
+    g_t = ∇_ω [mean over real positions of l(outputs, targets_t; coeffs_t) + fixed term]
     (ω_{t+1}, v_{t+1}) = MomentumSGD.update(g_t, v_t, ω_t, t)
 
 ``coeffs_fn`` is where a teacher plugs in (a :class:`~l2t.teachers.TeachingSession`); fixed
@@ -26,6 +26,8 @@ from l2t.students.base import Student
 from l2t.types import Batch, Params
 
 CoeffsFn = Callable[[int, torch.Tensor, Batch, Params, Params], Any]
+#: a task's fixed loss term: ``(aux_outputs, batch) -> scalar`` (a detector's box regression)
+FixedTerm = Callable[[Any, Batch], torch.Tensor]
 
 #: BatchNorm in the dev objective -> the student's mode for it
 BN_MODES = {"batch": "batch_stats", "running": "eval"}
@@ -50,6 +52,7 @@ class InnerProblem:
     objective: Objective
     dev: tuple[Batch, ...]
     bn_mode: str = "batch"
+    fixed_term: Optional[FixedTerm] = None  # added to the teacher's loss at every step; never taught
 
     def __post_init__(self) -> None:
         if self.bn_mode not in BN_MODES:
@@ -99,13 +102,19 @@ def loss_and_grads(
     ``params`` must then require grad.
     """
     features = getattr(problem.loss, "needs_features", False)  # large-margin softmax
+    fixed = problem.fixed_term
     with torch.enable_grad():
         if not create_graph:
             params = {k: v.detach().requires_grad_() for k, v in params.items()}
-        outputs, buffers = problem.student.apply(params, buffers, batch.inputs, "train", rng=batch.seed, features=features)
+        outputs, buffers = problem.student.apply(params, buffers, batch.inputs, "train", rng=batch.seed, features=features,
+                                                 aux=fixed is not None)
+        if fixed is not None:
+            outputs, aux_outputs = outputs
         logits = outputs.logits if features else outputs
         coeffs = coeffs_fn(step, logits.detach(), batch, params, buffers)
         loss = reduce_loss(problem.loss(outputs, batch.targets, coeffs), batch.mask)
+        if fixed is not None:
+            loss = loss + fixed(aux_outputs, batch)
         grads = torch.autograd.grad(loss, tuple(params.values()), create_graph=create_graph)
     return grads, buffers, logits
 

@@ -54,6 +54,27 @@ def _dev_cross_entropy() -> Objective:
     return lambda o, y, mask=None: F.cross_entropy(o.reshape(-1, o.shape[-1]), y.reshape(-1), reduction="none").view(y.shape)
 
 
+def balanced_ce(outputs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross entropy per position, weighted so that the background (class 0) and the objects
+    (every other class) each make half of the batch's mean: for detection and segmentation, where
+    background cells or pixels are most of the positions and plain dev cross entropy is mostly
+    theirs. A batch without one of the two weights the other as plain cross entropy."""
+    ce = F.cross_entropy(outputs.reshape(-1, outputs.shape[-1]), targets.reshape(-1), reduction="none").view(targets.shape)
+    real = torch.ones_like(targets, dtype=torch.bool) if mask is None else mask.bool()
+    fg, bg = real & (targets > 0), real & (targets == 0)
+    n, n_fg, n_bg = real.sum(), fg.sum(), bg.sum()
+    if n_fg == 0 or n_bg == 0:
+        return ce
+    weight = torch.where(fg, n / (2 * n_fg), n / (2 * n_bg)).to(ce.dtype)
+    return weight * ce
+
+
+@OBJECTIVES.register("balanced_ce")
+def _balanced_ce() -> Objective:
+    """Dev cross entropy with background and objects weighted half each (dense tasks)."""
+    return balanced_ce
+
+
 @OBJECTIVES.register("expected_ngrams")
 def _negated_expected_ngrams() -> Objective:
     """−expected 1- to 4-gram matches under teacher forcing: a smooth stand-in for BLEU."""

@@ -46,22 +46,39 @@ def paired_delta(xs: list[float], ys: list[float]) -> str:
     return f"{statistics.mean(d):+.2f} ± {statistics.stdev(d) / len(d) ** 0.5:.2f}"
 
 
+#: a student run's reported number by task: summary key -> (name, scale to the table's unit);
+#: every one but the test error is higher-is-better. The first key a summary holds is its number.
+HEADLINES = {"test_bleu": ("test BLEU", 1.0), "test_miou": ("test mIoU (%)", 100.0),
+             "test_map50": ("test mAP@0.5 (%)", 100.0), "test_error": ("test error (%)", 100.0)}
+
+
+def headline(summary: dict) -> str:
+    return next(k for k in HEADLINES if summary.get(k) is not None)
+
+
 def score(summary: dict) -> float:
-    """A student run's reported number: its test BLEU for translation (higher is better), else its
-    test error in percent (lower is better)."""
-    return summary["test_bleu"] if summary.get("test_bleu") is not None else 100 * summary["test_error"]
+    """A student run's reported number: test BLEU for translation, mIoU for segmentation, mAP@0.5
+    for detection (higher is better), else its test error in percent (lower is better)."""
+    key = headline(summary)
+    return HEADLINES[key][1] * summary[key]
+
+
+def higher_is_better(name: str) -> bool:
+    return name != HEADLINES["test_error"][0]
 
 
 def metric_name(summaries: list[dict]) -> str:
-    """``test BLEU`` or ``test error (%)``; runs of both kinds in one table are an error."""
-    return _metric(s.get("test_bleu") is not None for s in summaries)
+    """``test BLEU``, ``test mIoU (%)``, ``test mAP@0.5 (%)`` or ``test error (%)``; runs of two
+    kinds in one table are an error."""
+    return _metric(headline(s) for s in summaries)
 
 
-def _metric(is_bleu) -> str:
-    kinds = set(is_bleu)
+def _metric(keys) -> str:
+    kinds = set(keys)
     if len(kinds) > 1:
-        raise L2TError("translation runs (BLEU) and classification runs (error) cannot share a table; report them apart")
-    return "test BLEU" if kinds == {True} else "test error (%)"
+        raise L2TError(f"runs measured by different numbers ({', '.join(sorted(HEADLINES[k][0] for k in kinds))}) "
+                       "cannot share a table; report them apart")
+    return HEADLINES[kinds.pop() if kinds else "test_error"][0]
 
 
 def seed_summaries(folder: str | Path, seeds: int) -> list[dict]:
@@ -122,7 +139,7 @@ def collect(run_dirs: list[Path]) -> dict:
     for flat, setting, s in runs:
         key = (Path(str(flat.get("data.name", "?"))).stem, flat.get("student.name", "?"), setting)
         teacher = s.get("teacher_path")
-        table[key][column(s)].append({"seed": s["seed"], "test": score(s), "bleu": s.get("test_bleu") is not None,
+        table[key][column(s)].append({"seed": s["seed"], "test": score(s), "kind": headline(s),
                                       "dev": 100 * s["dev_error"],
                                       "lr": flat.get("inner.lr"), "diverged": bool(s.get("diverged")),
                                       "teacher": teacher})
@@ -163,24 +180,28 @@ def _cell(runs: list) -> str:
 
 def markdown(table: dict) -> str:
     cols = {c for row in table.values() for c in row}
-    bleu = _metric(r["bleu"] for row in table.values() for runs in row.values() for r in runs) == "test BLEU"
+    name = _metric(r["kind"] for row in table.values() for runs in row.values() for r in runs)
+    no_paper = higher_is_better(name)  # the paper's tables are test errors
     losses = [l for l in ORDER if l in cols] + sorted(cols - set(ORDER))
-    paper_head = "" if bleu else " paper (" + ", ".join(l for l in ORDER if l != "label_smoothing") + ") |"
+    paper_head = "" if no_paper else " paper (" + ", ".join(l for l in ORDER if l != "label_smoothing") + ") |"
     lines = ["| data / student | " + " | ".join(losses) + " |" + paper_head,
-             "|" + "---|" * (len(losses) + 1 + (not bleu))]
+             "|" + "---|" * (len(losses) + 1 + (not no_paper))]
     labels = _row_labels(table)
     for key in sorted(table, key=lambda k: labels[k]):
         data, student, _ = key
         row = table[key]
         cells = [(_cell(row[l]) if l in row else "") for l in losses]
         line = f"| {labels[key]} | " + " | ".join(cells) + " |"
-        if not bleu:
+        if not no_paper:
             paper = PAPER.get((data, _FAMILY.get(student, student)))
             line += " " + (" / ".join(f"{paper[l]:.2f}" for l in ORDER if l in paper) if paper else "—") + " |"
         lines.append(line)
     lines.append("")
-    if bleu:
+    if name == "test BLEU":
         lines.append("Test BLEU (sacrebleu, corpus level, on the test split; higher is better), mean ± std over seeds "
+                     "(n runs; — : a single run); runs of different configs are separate rows, never pooled.")
+    elif no_paper:
+        lines.append(f"{name[0].upper() + name[1:]} (on the test split; higher is better), mean ± std over seeds "
                      "(n runs; — : a single run); runs of different configs are separate rows, never pooled.")
     else:
         lines.append("Test error (%), mean ± std over seeds (n runs; — : a single run); runs of different configs are "

@@ -92,7 +92,7 @@ class TrainResult:
     weights: tuple[Params, Params] | None = field(default=None, repr=False)  # (params, buffers), if kept
     steps: list[dict] = field(default_factory=list, repr=False)  # per-step scalars, if recorded
     dev_ce: float = math.nan
-    bleu: float | None = None  # seq2seq: corpus BLEU on the test split (record_student)
+    scores: dict = field(default_factory=dict)  # the task's own test scores (record_student: BLEU, mIoU, mAP)
 
     def summary(self) -> dict:
         summary = {"loss": self.loss, "seed": self.seed, "test_error": self.test_error,
@@ -208,7 +208,7 @@ def record_student(cfg: Config, data: DataSplits, loss: LossSpec, seed: int, run
     if isinstance(loss, TaughtLoss) and loss.path:  # a teacher of translation reads the token ids of its own run
         check_tokenizer(Path(loss.path).parent, data.tokenizer)
     res = train_student(cfg, data, loss, seed, on_step=on_step, keep_weights=True, record_steps=True)
-    bleu = test_bleu(cfg, data, res.weights) if data.tokenizer is not None else {}
+    scores = test_scores(cfg, data, res.weights)
     run = init_run(run_dir, cfg)
     save_tokenizer(run, data.tokenizer)
     write_jsonl(run / "metrics.jsonl", res.steps)
@@ -222,10 +222,43 @@ def record_student(cfg: Config, data: DataSplits, loss: LossSpec, seed: int, run
     if res.phases:
         base = float(loss.teacher.teacher.config().get("base", 0.0))
         save_phases(run / "phases.safetensors", res.phases, base=base, class_names=list(data.class_names))
-    res.bleu = bleu.get("test_bleu")
-    write_json(run / "summary.json", res.summary() | bleu | {"lr": cfg.inner.lr} | (extra or {}))
+    res.scores = scores
+    write_json(run / "summary.json", res.summary() | scores | {"lr": cfg.inner.lr} | (extra or {}))
     res.weights = None
     return res
+
+
+def dense_scores(student, data: DataSplits, weights: tuple[Params, Params], split: str) -> dict:
+    """mIoU (segmentation) or mAP (detection) of ``split`` (:mod:`l2t.metrics`), keyed ``test_*``."""
+    from l2t.metrics import detection_scores, segmentation_scores
+
+    batches = getattr(data, split).chunks(EVAL_BATCH)
+    if data.task.kind == "segmentation":
+        return segmentation_scores(student, *weights, batches)
+    return detection_scores(student, *weights, batches, data.objects[split])
+
+
+def tuning_error(cfg: Config, data: DataSplits, loss: LossSpec, seed: int) -> float:
+    """A tuning student's score (lower is better): 1 − dev mIoU for segmentation, 1 − dev mAP@0.5
+    for detection (its cell error is mostly the background's), else the dev error; 1 if it
+    diverged."""
+    if data.task.kind not in ("segmentation", "detection"):
+        return train_student(cfg, data, loss, seed).dev_error
+    res = train_student(cfg, data, loss, seed, keep_weights=True)
+    if res.diverged:
+        return 1.0
+    key = "test_miou" if data.task.kind == "segmentation" else "test_map50"
+    return 1 - dense_scores(build_student(cfg, data), data, res.weights, "dev")[key]
+
+
+def test_scores(cfg: Config, data: DataSplits, weights: tuple[Params, Params]) -> dict:
+    """The task's own test scores besides the error: BLEU for translation (:func:`test_bleu`), mIoU
+    for segmentation, mAP for detection."""
+    if data.tokenizer is not None:
+        return test_bleu(cfg, data, weights)
+    if data.task.kind not in ("segmentation", "detection"):
+        return {}
+    return dense_scores(build_student(cfg, data), data, weights, "test")
 
 
 def test_bleu(cfg: Config, data: DataSplits, weights: tuple[Params, Params]) -> dict:
@@ -247,7 +280,8 @@ def load_loss(cfg: Config, text: str) -> LossSpec:
 
 def tune_lr(cfg: Config, data: DataSplits, loss: LossSpec, grid: list[float], seeds: int,
             progress: bool = False, world: World = ALONE) -> tuple[float, dict[float, float]]:
-    """The learning rate in ``grid`` with the lowest mean dev error for ``loss``.
+    """The learning rate in ``grid`` with the lowest mean dev error for ``loss`` (dense tasks: 1 −
+    dev mIoU or mAP@0.5, :func:`tuning_error`).
 
     Tuning students use their own seeds (apart from evaluation and teacher-training seeds) and
     are judged on the dev split only. With several processes (``world``) the students are spread
@@ -260,7 +294,7 @@ def tune_lr(cfg: Config, data: DataSplits, loss: LossSpec, grid: list[float], se
     mine = [i for i in range(len(jobs)) if world.owner(i) == world.rank]
     for i in tqdm(mine, desc=f"tune {loss.label}", unit="student", disable=not progress or not world.main):
         lr, s = jobs[i]
-        errors[i] = train_student(replace(cfg, inner=replace(cfg.inner, lr=lr)), data, loss, derive_seed(s, TAG_TUNE)).dev_error
+        errors[i] = tuning_error(replace(cfg, inner=replace(cfg.inner, lr=lr)), data, loss, derive_seed(s, TAG_TUNE))
     errors = allreduce_sum(errors, world).tolist()
     dev_error = {}
     for lr in grid:

@@ -7,9 +7,12 @@ and an engine depend on the contract and not on each other.
 
 * ``inputs``: a pytree of tensors with a leading batch axis: one ``(B, C, H, W)`` tensor for an
   image classifier, ``{"src": (B, S), "tgt_in": (B, T)}`` token ids for a seq2seq student;
-* ``targets``: integer classes, ``(B,)`` or one per position ``(B, T)``;
+* ``targets``: integer classes, ``(B,)``, one per position ``(B, T)``, or one per pixel or grid
+  cell ``(B, H, W)`` (segmentation, detection);
 * ``mask``: ``None`` (every position is real) or a bool tensor shaped like ``targets`` that is
   ``True`` at real positions; losses, metrics and state features count real positions only;
+* ``aux``: what a task's fixed loss term needs besides the classes, or ``None`` (detection: the
+  box targets of every grid cell, ``(B, Gh, Gw, 4)``);
 * ``seed``: the randomness of the training step (dropout and any other stochastic layer), derived
   from ``(episode seed, step)`` so that every replay of the step draws the same masks.
 
@@ -29,13 +32,15 @@ Params = dict[str, torch.Tensor]
 
 @dataclass(frozen=True)
 class Batch:
-    """``inputs`` (pytree, batch axis first), ``targets (B,)`` or ``(B, T)``, ``mask`` like
-    ``targets`` (``True`` = real position) or ``None``, ``seed`` of the step's randomness."""
+    """``inputs`` (pytree, batch axis first), ``targets (B, ...)``, ``mask`` like ``targets``
+    (``True`` = real position) or ``None``, ``seed`` of the step's randomness, ``aux`` (a pytree
+    with a batch axis, for a task's fixed loss term) or ``None``."""
 
     inputs: Any
     targets: torch.Tensor
     mask: Optional[torch.Tensor] = None
     seed: Optional[int] = None
+    aux: Any = None
 
     def count(self) -> int:
         """Real positions: examples, or tokens that are not padding."""
@@ -95,4 +100,36 @@ class Seq2SeqTask:
         return ()
 
 
-Task = ClassificationTask | Seq2SeqTask
+@dataclass(frozen=True)
+class SegmentationTask:
+    """One class per pixel: images ``input_shape = (C, H, W)``, targets ``(H, W)``;
+    ``ignore_index`` marks pixels that count nowhere (VOC's void border: 255)."""
+
+    input_shape: tuple[int, ...]
+    num_classes: int
+    class_names: tuple[str, ...] = ()
+    ignore_index: int = 255
+
+    kind = "segmentation"
+
+
+@dataclass(frozen=True)
+class DetectionTask:
+    """Boxes on a grid (docs/dense.md): images ``input_shape = (C, H, W)``; every cell of the
+    ``(H / stride, W / stride)`` grid has one class, 0 = background and ``1 … K`` the object whose
+    box centre falls in it, and at object cells a box target ``(dx, dy, log w, log h)``.
+    ``num_classes`` counts the background."""
+
+    input_shape: tuple[int, ...]
+    num_classes: int
+    class_names: tuple[str, ...] = ()
+    stride: int = 4
+
+    kind = "detection"
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return self.input_shape[1] // self.stride, self.input_shape[2] // self.stride
+
+
+Task = ClassificationTask | Seq2SeqTask | SegmentationTask | DetectionTask

@@ -110,7 +110,7 @@ def test_reduce_loss_with_mask():
 def test_unknown_loss_lists_known():
     from l2t.errors import L2TError
 
-    with pytest.raises(L2TError, match="known: bilinear, ce, dln, label_smoothing, lsoftmax, smooth01"):
+    with pytest.raises(L2TError, match="known: bilinear, ce, dln, focal, label_smoothing, lsoftmax, smooth01"):
         LOSSES.create("hinge")
 
 

@@ -3,7 +3,7 @@ import torch
 
 from l2t.errors import L2TError
 from l2t.students import STUDENTS, create_student
-from l2t.types import Batch, ClassificationTask, HeadOutputs, Seq2SeqTask
+from l2t.types import Batch, ClassificationTask, DetectionTask, HeadOutputs, Seq2SeqTask, SegmentationTask
 
 # (name, input shape, options, pinned parameter count for 10 classes, in the default suite?)
 CASES = [
@@ -42,8 +42,24 @@ SEQ_CASES = [
 SEQ_SMALL = [c[:2] for c in SEQ_CASES if c[1]]
 
 
+# Dense students on 32x32 one-channel images, 11 classes, widths 8/16/32: (name, task, count).
+# U-Net by hand: levels 680 + 3520 + 13952 (3x3 convolutions without bias, BatchNorm 2c each),
+# transposed convolutions 520 + 2064, merge blocks 1760 + 6976, 1x1 head 99: 29571. Detector:
+# backbone 88 + 1184 + 2336 + 4672 + 9280, class head 9248 + 363, box head 9248 + 132: 36551.
+DENSE_CASES = [
+    ("unet", SegmentationTask((1, 32, 32), 11), 29571),
+    ("detector", DetectionTask((1, 32, 32), 11, stride=4), 36551),
+]
+
+
 def test_every_registered_student_is_covered():
-    assert {c[0] for c in CASES} | {c[0] for c in SEQ_CASES} == set(STUDENTS.list())
+    covered = {c[0] for c in CASES} | {c[0] for c in SEQ_CASES} | {c[0] for c in DENSE_CASES}
+    assert covered == set(STUDENTS.list())
+
+
+@pytest.mark.parametrize("name,task,count", DENSE_CASES)
+def test_dense_parameter_counts(name, task, count):
+    assert create_student(name, task, widths=[8, 16, 32]).num_params() == count
 
 
 @pytest.mark.parametrize("name,shape,options,count", [c[:4] for c in CASES])

@@ -1,4 +1,6 @@
 """Data sets by name or path: ``digits`` (embedded), ``toy-reverse`` (generated sequences),
+``fashion-seg``/``fashion-det`` and ``digits-seg``/``digits-det`` (generated composites for dense
+prediction),
 ``fashion-mnist``, ``mnist``, ``cifar10``, ``cifar100``, a folder of IDX files or of CIFAR python files, or a ``.npz`` file. ``load_data``
 is the one entry point the CLI and configs use."""
 
@@ -15,7 +17,9 @@ from l2t.data.cifar import load_cifar, read_cifar_pickle
 from l2t.data.digits import load_digits
 from l2t.data.examples import Examples, SequencePairs, TensorExamples
 from l2t.data.download import download
-from l2t.data.idx import FASHION_CLASSES, load_idx_folder, read_idx
+from l2t.data.dense import load_coco, load_composites, load_voc
+from l2t.data.idx import FASHION_CLASSES, find_idx_file, load_idx_folder, read_idx
+from l2t.data.idx import FILES as IDX_FILES
 from l2t.data.npz import load_npz
 from l2t.data.parallel import Tokenizer, load_parallel
 from l2t.data.splits import DataSplits, make_splits
@@ -78,6 +82,69 @@ def _reverse(download: bool = False, **kw: Any) -> DataSplits:
 @DATASETS.register("trans-de-en", doc="German-English sentence pairs from Debian's trans-de-en dictionary (make data)")
 def _trans_de_en(download: bool = False, **kw: Any) -> DataSplits:
     return load_parallel("trans-de-en", **{k: v for k, v in kw.items() if k != "split_seed"})
+
+
+def _fashion_items(download: bool) -> dict:
+    root = _root_or_download("fashion-mnist", download)
+    read = lambda stem: read_idx(find_idx_file(root, stem))  # noqa: E731
+    return {split: (read(IDX_FILES[f"x_{split}"]), read(IDX_FILES[f"y_{split}"])) for split in ("train", "test")}
+
+
+def _digits_items() -> dict:
+    from sklearn.datasets import load_digits as _sk_digits
+
+    d = _sk_digits()
+    x = (d.images * (255 / 16)).round().astype("uint8")
+    return {"train": (x[:1497], d.target[:1497]), "test": (x[1497:], d.target[1497:])}
+
+
+def _composites(source: str, kind: str):
+    def factory(download: bool = False, **kw: Any) -> DataSplits:
+        if source == "fashion":
+            items, names = _fashion_items(download), FASHION_CLASSES
+        else:
+            items, names = _digits_items(), tuple(str(i) for i in range(10))
+        return load_composites(source, kind, items, names, **{k: v for k, v in kw.items() if v is not None})
+
+    return factory
+
+
+for _source, _what in (("fashion", "Fashion-MNIST garments (make data)"), ("digits", "digits (embedded)")):
+    DATASETS.register(f"{_source}-seg", doc=f"generated: canvases of 2-4 {_what}, a class per pixel (0 = background)")(
+        _composites(_source, "segmentation"))
+    DATASETS.register(f"{_source}-det", doc=f"generated: canvases of 2-4 {_what}, their boxes on a grid")(
+        _composites(_source, "detection"))
+
+
+def _user_folder(name: str, options_root: str | None, fetch: bool) -> Path:
+    """A user's copy: ``data.options.root``, else ``$L2T_DATA_DIR/<name>`` (``--download`` fetches VOC there)."""
+    if options_root is not None:
+        if fetch:
+            download(name, Path(options_root))
+        if not Path(options_root).is_dir():
+            raise L2TError(f"{name}: no such folder {options_root}")
+        return Path(options_root)
+    return _root_or_download(name, fetch)
+
+
+def _voc(kind: str):
+    def factory(download: bool = False, root: str | None = None, **kw: Any) -> DataSplits:
+        return load_voc(_user_folder("voc", root, download), kind, **{k: v for k, v in kw.items() if v is not None})
+
+    return factory
+
+
+@DATASETS.register("coco-det", doc="COCO 2017 detection from a user's folder (data.options.root, or $L2T_DATA_DIR/coco)")
+def _coco(download: bool = False, root: str | None = None, **kw: Any) -> DataSplits:
+    if download:
+        raise L2TError("coco-det has no --download (19 GB): fetch train2017, val2017 and the annotations from cocodataset.org")
+    return load_coco(_user_folder("coco", root, False), **{k: v for k, v in kw.items() if v is not None})
+
+
+DATASETS.register("voc-seg", doc="Pascal VOC segmentation from a user's folder (data.options.root, or $L2T_DATA_DIR/voc; --download)")(
+    _voc("segmentation"))
+DATASETS.register("voc-det", doc="Pascal VOC detection from a user's folder (data.options.root, or $L2T_DATA_DIR/voc; --download)")(
+    _voc("detection"))
 
 
 DATASETS.register("fashion-mnist", doc="Fashion-MNIST IDX files (make data installs Debian's copy)")(

@@ -63,4 +63,4 @@ class BatchSchedule:
         if self.augment is not None:
             g = torch.Generator().manual_seed(derive_seed(self.seed, TAG_AUGMENT, step))
             inputs = self.augment(inputs, g)
-        return Batch(inputs, batch.targets, batch.mask, derive_seed(self.seed, TAG_STEP_RNG, step))
+        return Batch(inputs, batch.targets, batch.mask, derive_seed(self.seed, TAG_STEP_RNG, step), batch.aux)

@@ -34,6 +34,8 @@ SOURCES: dict[str, list[tuple[str, str, str, bool]]] = {
         "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"))],
     "cifar10": [("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz", "cifar-10-python.tar.gz",
                  "c58f30108f718f92721af3b95e74349a", True)],
+    "voc": [("http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar", "VOCtrainval_11-May-2012.tar",
+             "6cd6e144f989b92b3379bac3b3de84fd", True)],
     "cifar100": [("https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz", "cifar-100-python.tar.gz",
                   "eb9058c3a382ffc7106e4002c42a8d85", True)],
 }

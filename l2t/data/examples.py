@@ -1,6 +1,8 @@
 """A split of a data set: examples that can be taken by index into a :class:`~l2t.types.Batch`.
 
-* :class:`TensorExamples`: fixed-shape inputs ``x (N, ...)`` and labels ``y (N,)`` (images).
+* :class:`TensorExamples`: fixed-shape inputs ``x (N, ...)`` and labels ``y (N,)`` (images), or
+  one label per pixel or grid cell ``y (N, H, W)`` (dense prediction), with ``ignore_index`` for
+  labels that count nowhere and ``aux`` for a fixed loss term's targets (a detector's boxes).
 * :class:`SequencePairs`: token sequences padded to a common length; a batch is trimmed to its
   longest member and masked (``{"src", "tgt_in"}`` inputs, ``tgt_out`` targets).
 
@@ -11,9 +13,11 @@ evaluation and the dev objective count real positions only, whatever the task.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any, Optional
 
 import torch
 
+from l2t.pytree import tree_map
 from l2t.types import Batch
 
 
@@ -30,8 +34,14 @@ def chunk_bounds(n: int, size: int) -> list[tuple[int, int]]:
 
 @dataclass(frozen=True)
 class TensorExamples:
+    """``x (N, ...)``, ``y (N,)`` or ``(N, H, W)``; labels equal to ``ignore_index`` are masked
+    out of every batch (and replaced by class 0 behind the mask, so that no loss indexes with
+    them); ``aux`` is a pytree of ``(N, ...)`` tensors that batches carry as ``Batch.aux``."""
+
     x: torch.Tensor
     y: torch.Tensor
+    aux: Any = None
+    ignore_index: Optional[int] = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -40,18 +50,28 @@ class TensorExamples:
     def device(self) -> torch.device:
         return self.y.device
 
+    def _batch(self, index) -> Batch:
+        y, mask = self.y[index], None
+        if self.ignore_index is not None:
+            mask = y != self.ignore_index
+            y = torch.where(mask, y, torch.zeros_like(y))
+        aux = None if self.aux is None else tree_map(lambda t: t[index], self.aux)
+        return Batch(self.x[index], y, mask, aux=aux)
+
     def take(self, idx: torch.Tensor) -> Batch:
-        return Batch(self.x[idx], self.y[idx])
+        return self._batch(idx)
 
     def chunks(self, size: int) -> list[Batch]:
         """Consecutive batches of about ``size`` examples (``size <= 0``: one batch)."""
-        return [Batch(self.x[a:b], self.y[a:b]) for a, b in chunk_bounds(len(self), size)]
+        return [self._batch(slice(a, b)) for a, b in chunk_bounds(len(self), size)]
 
     def to(self, device: torch.device | str, dtype: torch.dtype) -> "TensorExamples":
-        return TensorExamples(self.x.to(device=device, dtype=dtype), self.y.to(device=device, dtype=torch.long))
+        aux = None if self.aux is None else tree_map(lambda t: t.to(device=device, dtype=dtype), self.aux)
+        return replace(self, x=self.x.to(device=device, dtype=dtype), y=self.y.to(device=device, dtype=torch.long), aux=aux)
 
     def subset(self, idx: torch.Tensor) -> "TensorExamples":
-        return TensorExamples(self.x[idx], self.y[idx])
+        aux = None if self.aux is None else tree_map(lambda t: t[idx], self.aux)
+        return replace(self, x=self.x[idx], y=self.y[idx], aux=aux)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ from typing import Callable
 import torch
 
 from l2t.losses.bilinear import bilinear
+from l2t.losses.box import box_regression
 from l2t.losses.cross_entropy import cross_entropy
+from l2t.losses.focal import focal
 from l2t.losses.label_smoothing import label_smoothing
 from l2t.losses.large_margin import LambdaSchedule, large_margin
 from l2t.losses.loss_network import init_loss_network, loss_network
@@ -28,6 +30,8 @@ LOSSES.register("smooth01", doc="smooth 0-1 loss −log σ(K·margin), K = 50 (l
     lambda K=50.0: partial(smooth01, K=K))
 LOSSES.register("bilinear", doc="L2T-DLF's learned loss −σ(yᵀ Φ log p); its Φ comes from a teacher (teacher:PATH)")(
     lambda scale=1.0, eps=0.0: partial(bilinear, scale=scale, eps=eps))
+LOSSES.register("focal", doc="focal loss −(1 − p_y)^γ log p_y, γ = 2 (loss_options: gamma): detectors' classification loss")(
+    lambda gamma=2.0: partial(focal, gamma=gamma))
 LOSSES.register("label_smoothing", doc="cross entropy against (1 − ε)·y + ε/C, ε = 0.1 (loss_options: eps)")(
     lambda eps=0.1: partial(label_smoothing, eps=eps))
 
@@ -73,6 +77,7 @@ def reduce_loss(values: torch.Tensor, mask: torch.Tensor | None = None) -> torch
 
 
 __all__ = [
-    "LEARNED", "LOSSES", "LambdaSchedule", "LossFn", "SCHEDULES", "bilinear", "create_loss", "cross_entropy",
+    "LEARNED", "LOSSES", "LambdaSchedule", "LossFn", "SCHEDULES", "bilinear", "box_regression", "create_loss",
+    "cross_entropy", "focal",
     "init_loss_network", "label_smoothing", "large_margin", "loss_network", "masked_sum", "reduce_loss", "smooth01",
 ]

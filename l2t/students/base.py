@@ -88,6 +88,21 @@ def seeded(seed: int | None, device: torch.device) -> Iterator[None]:
             g.set_state(s)
 
 
+def _replayed(x: torch.Tensor, y: torch.Tensor) -> bool:
+    """The same tensor up to rounding: two identical calls of a multi-threaded CPU kernel can
+    differ in the last bits (measured: a float64 tanh layer of the detector, in one check-grad run
+    of three); a dropout mask or any redrawn randomness changes values by far more than this."""
+    if x.shape != y.shape or x.dtype != y.dtype:
+        return False
+    if not x.is_floating_point():
+        return torch.equal(x, y)
+    if not all(torch.equal(f(x), f(y)) for f in (torch.isnan, torch.isposinf, torch.isneginf)):
+        return False  # a NaN or Inf in one run and not at the same place in the other
+    finite = torch.isfinite(x)
+    scale = float(torch.where(finite, x, 0).abs().max()) if x.numel() else 0.0
+    return bool(((x - y).abs() <= 1e-6 * max(scale, 1.0))[finite].all())
+
+
 class Student:
     """``init(seed) -> (params, buffers)``; ``apply(params, buffers, inputs, mode, rng) -> (outputs, buffers)``."""
 
@@ -139,7 +154,7 @@ class Student:
 
     def apply(
         self, params: Params, buffers: Params, inputs: Any, mode: str = "train", *, rng: int | None = None,
-        features: bool = False,
+        features: bool = False, aux: bool = False,
     ) -> tuple[torch.Tensor | HeadOutputs, Params]:
         """Forward pass on ``inputs`` (a pytree: an image batch, or source and target tokens).
 
@@ -147,12 +162,18 @@ class Student:
         buffers hold the updated running statistics (the input ``buffers`` are left untouched).
         In ``train`` mode stochastic layers draw from generators seeded with ``rng`` (see the
         module documentation). With ``features`` the outputs are :class:`HeadOutputs` (logits plus
-        the final layer's input and weights)."""
+        the final layer's input and weights); with ``aux`` they are ``(logits, aux_outputs)``, what
+        the module's ``forward(inputs, aux=True)`` returns besides its logits (a detector: its
+        boxes), for the task's fixed loss term."""
         if buffers:
             buffers = {k: v.clone() for k, v in buffers.items()}
         self._set_mode(mode)
         device = next(iter(params.values())).device
         with seeded(rng if mode == "train" else None, device):
+            if aux:
+                if features:
+                    raise ValueError("apply: aux and features cannot be asked together")
+                return functional_call(self.module, (params, buffers), (inputs,), {"aux": True}), buffers
             if not features:
                 return functional_call(self.module, (params, buffers), (inputs,)), buffers
             if self.head is None:
@@ -192,8 +213,8 @@ class Student:
             raise L2TError(f"student {self.name!r}: two forward passes with the same seed took different paths "
                            "through the network; its randomness cannot be replayed by the step-wise methods")
         for (name, module, ins_a, outs_a), (_, _, ins_b, outs_b) in zip(a, b):
-            same_in = len(ins_a) == len(ins_b) and all(torch.equal(x, y) for x, y in zip(ins_a, ins_b))
-            same_out = len(outs_a) == len(outs_b) and all(torch.equal(x, y) for x, y in zip(outs_a, outs_b))
+            same_in = len(ins_a) == len(ins_b) and all(_replayed(x, y) for x, y in zip(ins_a, ins_b))
+            same_out = len(outs_a) == len(outs_b) and all(_replayed(x, y) for x, y in zip(outs_a, outs_b))
             if same_in and not same_out:
                 where = f"layer {name!r} ({type(module).__name__})" if name else f"the network's own forward ({type(module).__name__})"
                 raise L2TError(

@@ -41,7 +41,8 @@ from l2t.types import Batch, Params
 STATE_FEATURES: Registry[type] = Registry("state features")
 
 #: the builder a task uses unless the config names one (``teacher.features``)
-DEFAULT_FEATURES = {"classification": "classification", "seq2seq": "generic"}
+DEFAULT_FEATURES = {"classification": "classification", "seq2seq": "generic", "segmentation": "classification",
+                    "detection": "classification"}
 
 CE_CAP = 4.0
 
