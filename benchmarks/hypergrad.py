@@ -33,6 +33,11 @@ With ``--device cuda`` everything lives on the GPU, each timer is read after
 ``torch.cuda.synchronize()``, and extra memory is the GPU's: the peak of
 ``torch.cuda.max_memory_allocated`` during the hypergradient minus what was allocated before it.
 
+``METHOD+compile`` (``reverse+compile``, ``checkpoint+compile``) computes the backward walk's
+products with ``torch.compile`` (:mod:`l2t.hypergrad.compiled`). Compilation is paid once per
+process: a one-step walk on the same problem compiles first, its time is reported apart
+(``compile_s``), and the timed hypergradient runs compiled code only.
+
 ``higher`` and ``torchopt`` (``pip install -e '.[bench]'``) run the same unroll: the same data,
 batches, teacher session and loss, with their differentiable momentum SGD and one backward
 pass at the end. Graph-based methods whose memory, extrapolated linearly from a shorter run,
@@ -69,6 +74,7 @@ SEQ2SEQ = {
     "teacher.state_every": 10, "outer.objective": "ce", "outer.dev_batch": 250,
 }
 L2T_METHODS = ["reverse", "checkpoint", "reversible", "unrolled"]
+COMPILED = ["reverse+compile", "checkpoint+compile"]  # the backward products by torch.compile
 EXTERNAL = ["higher", "torchopt"]
 GRAPH_METHODS = {"unrolled", "higher", "torchopt"}  # memory grows with T
 
@@ -194,6 +200,13 @@ def worker(student: str, T: int, method: str, grad_out: str, device: str = "cpu"
         return sorted(times[-5:])[2]
 
     step_before = plain_step(min(20, T))
+    compile_s = None
+    if method.endswith("+compile"):
+        # compilation is paid once per process and problem, not per hypergradient: a walk of one
+        # step (same problem object, same coefficients' structure) compiles it, timed on its own
+        t0 = time.perf_counter()
+        hypergradient(problem, episode, teacher, tparams, spec, method="truncated:1+compile")
+        compile_s = time.perf_counter() - t0
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         before, probe = torch.cuda.memory_allocated(device) / 2**20, "cuda"
@@ -213,7 +226,7 @@ def worker(student: str, T: int, method: str, grad_out: str, device: str = "cpu"
     name = method + ("@float64" if dtype == torch.float64 else "")
     return {"student": student, "T": T, "method": name, "plain_step_ms": 1e3 * step, "seconds": seconds,
             "R": seconds / (T * step), "extra_mb": extra, "memory_probe": probe, "outer_loss": outer,
-            "threads": torch.get_num_threads(), "device": str(device)}
+            "threads": torch.get_num_threads(), "device": str(device), "compile_s": compile_s}
 
 
 def main() -> None:
@@ -221,7 +234,7 @@ def main() -> None:
     p.add_argument("--students", nargs="+", default=["mlp", "lenet"], choices=list(STUDENTS),
                    help="default mlp lenet; transformer: the sequence problem of SEQ2SEQ (docs/engines.md)")
     p.add_argument("--steps", nargs="+", type=int, default=[50, 200, 1000, 5000])
-    p.add_argument("--methods", nargs="+", default=L2T_METHODS + EXTERNAL)
+    p.add_argument("--methods", nargs="+", default=L2T_METHODS + COMPILED + EXTERNAL)
     p.add_argument("--mem-limit-gb", type=float, default=16.0)
     p.add_argument("--no-precision-floor", dest="precision_floor", action="store_false",
                    help="skip the float64 reference (checkpoint@float64) that shows float32's precision floor")
@@ -294,22 +307,26 @@ def _rel_diff(path: Path, ref: Path) -> float:
 
 
 def table(rows: list[dict]) -> str:
-    out = ["| student | T | method | plain step (ms) | hypergradient (s) | R | extra memory (MB) | rel. diff vs reverse | rel. diff vs float64 | time / fastest exact l2t method |",
-           "|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| student | T | method | plain step (ms) | hypergradient (s) | R | extra memory (MB) | rel. diff vs reverse | rel. diff vs float64 | time / fastest exact l2t method | time / unrolled |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
     best: dict[tuple, float] = {}
+    unrolled = {(r["student"], r["T"]): r["seconds"] for r in rows if r.get("method") == "unrolled" and "seconds" in r}
     for r in rows:
-        if "seconds" in r and r["method"] in L2T_METHODS:  # float32 runs only
+        if "seconds" in r and r["method"] in L2T_METHODS + COMPILED:  # float32 runs only
             key = (r["student"], r["T"])
             best[key] = min(best.get(key, float("inf")), r["seconds"])
     for r in rows:
         if "skipped" in r:
-            out.append(f"| {r['student']} | {r['T']} | {r['method']} | | | | | | | {r['skipped']} |")
+            out.append(f"| {r['student']} | {r['T']} | {r['method']} | | | | | | | {r['skipped']} | |")
             continue
         diff = f"{r['rel_diff_vs_reverse']:.1e}" if "rel_diff_vs_reverse" in r else "—"
         diff64 = f"{r['rel_diff_vs_float64']:.1e}" if "rel_diff_vs_float64" in r else "—"
-        speed = f"{r['seconds'] / best[(r['student'], r['T'])]:.2f}×" if r["method"] in EXTERNAL else ""
-        out.append(f"| {r['student']} | {r['T']} | {r['method']} | {r['plain_step_ms']:.2f} | {r['seconds']:.2f} | "
-                   f"{r['R']:.2f} | {r['extra_mb']:.0f} | {diff} | {diff64} | {speed} |")
+        key = (r["student"], r["T"])
+        speed = f"{r['seconds'] / best[key]:.2f}×" if r["method"] in EXTERNAL and key in best else ""
+        vs_unrolled = f"{r['seconds'] / unrolled[key]:.2f}×" if key in unrolled else ""
+        method = r["method"] + (f" (compiled in {r['compile_s']:.0f} s)" if r.get("compile_s") is not None else "")
+        out.append(f"| {r['student']} | {r['T']} | {method} | {r['plain_step_ms']:.2f} | {r['seconds']:.2f} | "
+                   f"{r['R']:.2f} | {r['extra_mb']:.0f} | {diff} | {diff64} | {speed} | {vs_unrolled} |")
     return "\n".join(out)
 
 

@@ -223,7 +223,9 @@ def cmd_check_grad(args: argparse.Namespace) -> int:
 
     from l2t.build import resolve_device
     from l2t.gradcheck import check, check_config, check_problem
+    from l2t.hypergrad import get_method
 
+    get_method(args.method)
     if args.directions < 1:
         raise L2TError(f"--directions must be at least 1, got {args.directions}")
     device = resolve_device(args.device or "cpu")
@@ -277,7 +279,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     ]:
         print(f"{family} ({flag}):")
         for name in reg.list():
-            print(f"  {reg.usage(name):<20} {reg.describe(name)}")
+            print(f"  {reg.usage(name):<26} {reg.describe(name)}")
     return 0
 
 

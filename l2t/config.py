@@ -129,7 +129,8 @@ class OuterConfig:
     clip: float = _key(1.0, "clip the averaged hypergradient to this norm (0: off)", at_least(0))
     objective: str = _key("ce", "the dev measure the teacher improves (l2t list): ce (dev cross entropy) | "
                                 "expected_accuracy (the paper's relaxed accuracy)")
-    hypergrad: str = _key("reverse", "reverse | checkpoint[:k] | reversible[:R] | truncated:K | unrolled")
+    hypergrad: str = _key("reverse", "reverse | checkpoint[:k] | reversible[:R] | truncated:K | unrolled; "
+                          "+compile (reverse, checkpoint, truncated): the backward products by torch.compile")
     protocol: str = _key("full", "full: every episode a fresh student trained inner.steps steps; phases: "
                                  "episode_steps steps from snapshots of a reference run; online: one student taught "
                                  "episode_steps at a time, never reset (L2T-DLN's)", one_of("full", "phases", "online"))

@@ -86,6 +86,32 @@ class InnerProblem:
         return sum(term for term, _ in self.outer_terms(params, buffers))
 
 
+def step_loss(
+    problem: InnerProblem,
+    params: Params,
+    buffers: Params,
+    batch: Batch,
+    coeffs_of: Callable[[torch.Tensor, Params], Any],
+    *,
+    rng: int | None = None,
+) -> tuple[torch.Tensor, Params, torch.Tensor]:
+    """``(loss, new_buffers, logits)``: the training loss at ``params`` on ``batch``, with the
+    coefficients ``coeffs_of(logits.detach(), buffers)`` (a teacher reads the step's outputs) and
+    stochastic layers seeded with ``rng``. Differentiable in ``params``; shared by the training
+    step and the compiled backward products (:mod:`l2t.hypergrad.compiled`)."""
+    features = getattr(problem.loss, "needs_features", False)  # large-margin softmax
+    fixed = problem.fixed_term
+    outputs, buffers = problem.student.apply(params, buffers, batch.inputs, "train", rng=rng, features=features,
+                                             aux=fixed is not None)
+    if fixed is not None:
+        outputs, aux_outputs = outputs
+    logits = outputs.logits if features else outputs
+    loss = reduce_loss(problem.loss(outputs, batch.targets, coeffs_of(logits.detach(), buffers)), batch.mask)
+    if fixed is not None:
+        loss = loss + fixed(aux_outputs, batch)
+    return loss, buffers, logits
+
+
 def loss_and_grads(
     problem: InnerProblem,
     params: Params,
@@ -101,20 +127,11 @@ def loss_and_grads(
     With ``create_graph`` the gradients keep their graph (for differentiating through them);
     ``params`` must then require grad.
     """
-    features = getattr(problem.loss, "needs_features", False)  # large-margin softmax
-    fixed = problem.fixed_term
     with torch.enable_grad():
         if not create_graph:
             params = {k: v.detach().requires_grad_() for k, v in params.items()}
-        outputs, buffers = problem.student.apply(params, buffers, batch.inputs, "train", rng=batch.seed, features=features,
-                                                 aux=fixed is not None)
-        if fixed is not None:
-            outputs, aux_outputs = outputs
-        logits = outputs.logits if features else outputs
-        coeffs = coeffs_fn(step, logits.detach(), batch, params, buffers)
-        loss = reduce_loss(problem.loss(outputs, batch.targets, coeffs), batch.mask)
-        if fixed is not None:
-            loss = loss + fixed(aux_outputs, batch)
+        loss, buffers, logits = step_loss(problem, params, buffers, batch,
+                                          lambda logits, bufs: coeffs_fn(step, logits, batch, params, bufs), rng=batch.seed)
         grads = torch.autograd.grad(loss, tuple(params.values()), create_graph=create_graph)
     return grads, buffers, logits
 

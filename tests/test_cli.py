@@ -88,7 +88,7 @@ def test_list(capsys):
     for reg in (STUDENTS, LOSSES, TEACHERS, STATE_FEATURES, METHODS, DATASETS):
         for name in reg.list():
             assert f"  {reg.usage(name)} " in out and reg.describe(name), name
-    assert "  truncated:K " in out and "  checkpoint[:k] " in out
+    assert "  truncated:K[+compile] " in out and "  checkpoint[:k][+compile] " in out and "  reversible[:R] " in out
     assert "hypergradient methods (teach --hypergrad NAME):" in out
 
 

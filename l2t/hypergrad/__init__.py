@@ -7,7 +7,9 @@
 * ``checkpoint[:k]``: every k-th state stored, segments recomputed (memory O(T/k + k));
 * ``reversible[:R]``: exact reversal of momentum SGD in fixed point (memory: a buffer of
   log2(1/γ) bits per weight per step);
-* ``truncated:K``: the last K steps only (approximate, biased; see its module).
+* ``truncated:K``: the last K steps only (approximate, biased; see its module);
+* ``METHOD+compile`` (``reverse``, ``checkpoint``, ``truncated``): the backward walk's per-step
+  products by one ``torch.compile``-d program (:mod:`l2t.hypergrad.compiled`).
 
 Every exact method agrees with every other and with central finite differences on a float64
 problem (``l2t check-grad --method NAME``, :mod:`l2t.gradcheck`, and the tests).

@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 
 from l2t.errors import L2TError
+from l2t.hypergrad.compiled import CompiledProducts, products_for
 from l2t.inner import CoeffsFn, Episode, InnerProblem, loss_and_grads
 from l2t.pytree import add, as_leaves, tensors, tree_flatten, tree_unflatten, zeros_like
 from l2t.registry import Registry
@@ -61,10 +62,24 @@ Method = Callable[..., HypergradResult]
 METHODS: Registry[Method] = Registry("hypergradient method")
 
 
+COMPILE = "+compile"
+
+
+def parse_method(spec: str) -> tuple[str, str, bool]:
+    """``"name[:arg][+compile]"`` -> ``(name, arg, compile)``."""
+    compiled = spec.endswith(COMPILE)
+    name, _, arg = spec[:-len(COMPILE)].partition(":") if compiled else spec.partition(":")
+    return name, arg, compiled
+
+
 def get_method(spec: str) -> Method:
-    """``"reverse"`` or ``"name:arg"`` (e.g. ``"truncated:50"``)."""
-    name, _, arg = spec.partition(":")
+    """``"reverse"``, ``"name:arg"`` (e.g. ``"truncated:50"``), either with ``+compile`` (the
+    backward products compiled, :mod:`l2t.hypergrad.compiled`) where the method supports it."""
+    name, arg, compiled = parse_method(spec)
     factory = METHODS.get(name)
+    if compiled and not METHODS.meta(name).get("compiles", False):
+        able = ", ".join(n for n in METHODS.list() if METHODS.meta(n).get("compiles", False))
+        raise L2TError(f"bad hypergradient method {spec!r}: {name} has no compiled form (+compile: {able})")
     try:
         return factory(arg) if arg else factory()
     except (TypeError, ValueError) as e:
@@ -86,11 +101,13 @@ def hypergradient(
 
     On CUDA the work runs with deterministic cuDNN kernels (:func:`deterministic_kernels`)."""
     run = get_method(method)
+    name, _, compiled = parse_method(method)
+    extra = {"products": products_for(problem)} if compiled else {}
     device = next(iter(episode.params.values())).device
     with deterministic_kernels(device):
-        if METHODS.meta(method.partition(":")[0]).get("replays", True):
+        if METHODS.meta(name).get("replays", True):
             problem.student.check_replay(episode.params, episode.buffers, episode.batches(episode.start))
-        return run(problem, episode, teacher, teacher_params, spec, memory=memory)
+        return run(problem, episode, teacher, teacher_params, spec, memory=memory, **extra)
 
 
 @contextlib.contextmanager
@@ -189,8 +206,9 @@ def linearize(
 class BackwardWalk:
     """Adjoint state of the reverse pass; ``step`` applies one backward step (see module doc)."""
 
-    def __init__(self, problem: InnerProblem, session: TeachingSession, d_params: Params) -> None:
-        self.problem, self.session = problem, session
+    def __init__(self, problem: InnerProblem, session: TeachingSession, d_params: Params,
+                 products: CompiledProducts | None = None) -> None:
+        self.problem, self.session, self.products = problem, session, products
         self.d_params = d_params
         self.d_velocity = {k: torch.zeros_like(v) for k, v in d_params.items()}
         self.d_coeffs = [zeros_like(p.coeffs) for p in session.phases]
@@ -200,14 +218,20 @@ class BackwardWalk:
         return self.session.phases[self.session.phase_of_step[t]].coeffs
 
     def step(self, t: int, params: Params, buffers: Params, batch: Batch, lin: Linearization | None = None) -> None:
-        """Walk back over step ``t``; ``lin`` is the step's linearization if the caller has it."""
+        """Walk back over step ``t``; ``lin`` is the step's linearization if the caller has it
+        (else the compiled products are used if the walk has them, else the step is linearised)."""
         opt = self.problem.optimizer
         eta = opt.lr(t)
         u = {k: self.d_velocity[k] - eta * self.d_params[k] for k in self.d_params}
         phase = self.session.phase_of_step[t]
-        if lin is None:
-            lin = linearize(self.problem, params, buffers, batch, t, self.coeffs(t))
-        h_params, h_coeffs = lin.vjp(u)
+        products = None
+        if lin is None and self.products is not None:
+            products = self.products(params, buffers, batch, self.coeffs(t), u)
+        if products is None:
+            if lin is None:
+                lin = linearize(self.problem, params, buffers, batch, t, self.coeffs(t))
+            products = lin.vjp(u)
+        h_params, h_coeffs = products
         lam = opt.weight_decay
         self.d_params = {k: self.d_params[k] + h_params[k] + lam * u[k] for k in u}
         self.d_velocity = {k: opt.momentum * u[k] for k in u}

@@ -24,7 +24,7 @@ import math
 import torch
 
 from l2t.hypergrad.base import METHODS, BackwardWalk, HypergradResult, chain_to_teacher, linearize, outer_grad, result
-from l2t.inner import Episode, InnerProblem
+from l2t.inner import Episode, InnerProblem, loss_and_grads
 from l2t.pytree import detach
 from l2t.teachers.base import call_teacher
 from l2t.teachers.session import TeachingSession
@@ -54,7 +54,8 @@ def default_interval(steps: int, state_bytes: int, step_graph_bytes: int) -> int
 
 
 def checkpointed(
-    problem: InnerProblem, episode: Episode, teacher, teacher_params, spec: StateSpec, *, memory=None, every: int | None = None
+    problem: InnerProblem, episode: Episode, teacher, teacher_params, spec: StateSpec, *, memory=None, every: int | None = None,
+    products=None,
 ) -> HypergradResult:
     T, opt = problem.steps, problem.optimizer
     if every is None:
@@ -65,7 +66,9 @@ def checkpointed(
         probe, _ = call_teacher(teacher, teacher_params, torch.zeros(spec.dim, dtype=first.dtype, device=first.device),
                                 start_memory)
         state = 2 * _nbytes(episode.params.values()) + _nbytes(episode.buffers.values())
-        every = default_interval(T, state, graph_bytes(problem, episode, detach(probe)))
+        # with compiled products a segment keeps each step's weights and buffers, not its graph
+        step_bytes = state // 2 if products is not None else graph_bytes(problem, episode, detach(probe))
+        every = default_interval(T, state, step_bytes)
     k = every
     session = TeachingSession(teacher, teacher_params, spec, problem.student, memory=memory)
     saved: dict[int, tuple] = {}
@@ -78,17 +81,23 @@ def checkpointed(
 
     params_T, velocity_T, buffers_T = episode.run(problem, session, on_step=keep)
     outer, d_params = outer_grad(problem, params_T, buffers_T)
-    walk = BackwardWalk(problem, session, d_params)
+    walk = BackwardWalk(problem, session, d_params, products)
     for start in sorted(saved, reverse=True):
         params, velocity, buffers = saved.pop(start)
         segment = []
         for t in range(start, min(start + k, end)):
-            lin = linearize(problem, params, buffers, episode.batches(t), t, walk.coeffs(t))
+            if products is None:
+                lin = linearize(problem, params, buffers, episode.batches(t), t, walk.coeffs(t))
+                grads, new_buffers = lin.grads, lin.buffers
+            else:  # the walk computes the products: re-run the forward pass's own training step
+                lin = None
+                grads, new_buffers, _ = loss_and_grads(problem, params, buffers, episode.batches(t), t,
+                                                       lambda *a, c=walk.coeffs(t): c)
             segment.append((t, params, buffers, lin))
             with torch.no_grad():
-                grads = {name: g.detach() for name, g in zip(params, lin.grads)}
+                grads = {name: g.detach() for name, g in zip(params, grads)}
                 params, velocity = opt.update(grads, velocity, params, t)
-            buffers = lin.buffers
+            buffers = new_buffers
         while segment:
             t, p_t, b_t, lin = segment.pop()
             walk.step(t, p_t, b_t, episode.batches(t), lin)
@@ -105,5 +114,5 @@ def _factory(every: str | None = None):
     return lambda *a, **kw: checkpointed(*a, every=k, **kw)
 
 
-METHODS.register("checkpoint", usage="checkpoint[:k]", doc="exact; every k-th state stored, segments recomputed "
+METHODS.register("checkpoint", compiles=True, usage="checkpoint[:k][+compile]", doc="exact; every k-th state stored, segments recomputed "
                  "(memory O(√T))")(_factory)

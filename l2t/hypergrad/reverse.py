@@ -15,7 +15,8 @@ from l2t.teachers.session import TeachingSession
 from l2t.teachers.state import StateSpec
 
 
-def reverse(problem: InnerProblem, episode: Episode, teacher, teacher_params, spec: StateSpec, *, memory=None) -> HypergradResult:
+def reverse(problem: InnerProblem, episode: Episode, teacher, teacher_params, spec: StateSpec, *, memory=None,
+            products=None) -> HypergradResult:
     session = TeachingSession(teacher, teacher_params, spec, problem.student, memory=memory)
     trajectory = Trajectory(episode.params, problem.steps)
     buffers_at: list = []  # BatchNorm running statistics per step (empty for students without)
@@ -27,12 +28,12 @@ def reverse(problem: InnerProblem, episode: Episode, teacher, teacher_params, sp
 
     params, velocity, buffers = episode.run(problem, session, on_step=store)
     outer, d_params = outer_grad(problem, params, buffers)
-    walk = BackwardWalk(problem, session, d_params)
+    walk = BackwardWalk(problem, session, d_params, products)
     for t in reversed(episode.steps(problem)):
         walk.step(t, trajectory.load(t - episode.start), buffers_at.pop() if buffers_at else buffers, episode.batches(t))
     grads = chain_to_teacher(teacher, teacher_params, session, walk.d_coeffs)
     return result(session, outer, grads, params, buffers, velocity, d_coeffs=walk.d_coeffs, trajectory_bytes=trajectory.nbytes())
 
 
-METHODS.register("reverse", doc="exact; Algorithm 1 over the stored weight trajectory (memory O(T) weight "
+METHODS.register("reverse", compiles=True, usage="reverse[+compile]", doc="exact; Algorithm 1 over the stored weight trajectory (memory O(T) weight "
                  "vectors)")(lambda: reverse)

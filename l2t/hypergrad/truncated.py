@@ -22,12 +22,13 @@ from l2t.teachers.session import TeachingSession
 from l2t.teachers.state import StateSpec
 
 
-def truncated(problem: InnerProblem, episode: Episode, teacher, teacher_params, spec: StateSpec, *, memory=None, K: int) -> HypergradResult:
+def truncated(problem: InnerProblem, episode: Episode, teacher, teacher_params, spec: StateSpec, *, memory=None, K: int,
+              products=None) -> HypergradResult:
     session = TeachingSession(teacher, teacher_params, spec, problem.student, memory=memory)
     window: deque = deque(maxlen=K)
     params, velocity, buffers = episode.run(problem, session, on_step=lambda t, p, v, b: window.append((t, p, b)))
     outer, d_params = outer_grad(problem, params, buffers)
-    walk = BackwardWalk(problem, session, d_params)
+    walk = BackwardWalk(problem, session, d_params, products)
     while window:
         t, p_t, b_t = window.pop()
         walk.step(t, p_t, b_t, episode.batches(t))
@@ -44,5 +45,5 @@ def _factory(K: str | None = None):
     return lambda *a, **kw: truncated(*a, K=k, **kw)
 
 
-METHODS.register("truncated", usage="truncated:K", doc="approximate; walks back the last K steps only (biased)")(
+METHODS.register("truncated", compiles=True, usage="truncated:K[+compile]", doc="approximate; walks back the last K steps only (biased)")(
     _factory)
