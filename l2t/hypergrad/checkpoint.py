@@ -15,6 +15,12 @@ test checks that ``checkpoint`` equals ``reverse`` exactly).
 Memory is ``(T/k)·S + k·G`` for a state of S bytes and a step graph of G bytes, smallest at
 ``k = √(T·S/G)``; by default k is chosen so, with G measured (by ``saved_tensors_hooks``) on one
 linearisation before the run. ``checkpoint:k`` fixes k.
+
+``checkpoint+compile`` (:mod:`l2t.hypergrad.compiled`): the re-run takes plain training steps
+(the forward pass's own code, so still bit for bit) and keeps each step's weights and buffers
+only; the walk's compiled program computes the products. A segment then costs S/2 bytes a step
+instead of G, and the default k is √(2T). Measured, it saves memory but no time: the re-run's
+training step costs about what the eager product saves (docs/engines.md "Compiled products").
 """
 
 from __future__ import annotations
@@ -67,7 +73,8 @@ def checkpointed(
                                 start_memory)
         state = 2 * _nbytes(episode.params.values()) + _nbytes(episode.buffers.values())
         # with compiled products a segment keeps each step's weights and buffers, not its graph
-        step_bytes = state // 2 if products is not None else graph_bytes(problem, episode, detach(probe))
+        step_bytes = state // 2 if products is not None and not products.disabled else graph_bytes(problem, episode,
+                                                                                                    detach(probe))
         every = default_interval(T, state, step_bytes)
     k = every
     session = TeachingSession(teacher, teacher_params, spec, problem.student, memory=memory)
@@ -85,8 +92,9 @@ def checkpointed(
     for start in sorted(saved, reverse=True):
         params, velocity, buffers = saved.pop(start)
         segment = []
+        compiled = products is not None and not products.disabled  # (it may fall back to eager on first use)
         for t in range(start, min(start + k, end)):
-            if products is None:
+            if not compiled:
                 lin = linearize(problem, params, buffers, episode.batches(t), t, walk.coeffs(t))
                 grads, new_buffers = lin.grads, lin.buffers
             else:  # the walk computes the products: re-run the forward pass's own training step

@@ -105,7 +105,7 @@ class CompiledProducts:
             with _deterministic():
                 d_params, d_leaves = program(*args)
         except Exception as e:  # noqa: BLE001 - any failure of the compiler means: use eager
-            self._disable(f"compilation failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+            self._disable(f"compilation failed ({type(e).__name__}: {_first_error(e)})")
             return None
         d_coeffs = None if coeffs is None else tree_unflatten(_scatter(d_leaves, slots, leaves), spec)
         if not self.verified:
@@ -143,6 +143,16 @@ def _deterministic() -> Iterator[None]:
         yield
     finally:
         torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+
+
+def _first_error(e: Exception) -> str:
+    """The line of a compiler failure that says what failed (a C++ compiler's ``error:`` line,
+    without its path), else the message's first line."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for ln in lines[1:]:
+        if "error:" in ln:
+            return ln[ln.index("error:"):][:200]
+    return (lines[0] if lines else "no message")[:200]
 
 
 def _merge(tensors: list, constants: tuple) -> list:
