@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all test-slow test-gpu check-grad bench bench-long bench-gpu bench-distributed data clean
+.PHONY: install demo test test-all test-slow test-gpu check-grad bench bench-compile bench-long bench-gpu bench-distributed data clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -38,6 +38,15 @@ check-grad: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install -q "$(TORCH)" -e ".[bench]"
 	$(PY) benchmarks/hypergrad.py --json benchmarks/results/hypergrad.json
+
+# The methods side by side in one process (the +compile ones too), and one step's products four
+# ways (docs/engines.md "Compiled products"; about 45 minutes on 2 cores).
+bench-compile: $(STAMP)
+	$(PY) -m pip install -q "$(TORCH)" -e ".[bench]"
+	$(PY) benchmarks/step_products.py --json benchmarks/results/step_products.json
+	$(PY) benchmarks/hypergrad_interleaved.py --steps 200 --repeats 3 --json benchmarks/results/hypergrad_interleaved_200.json
+	$(PY) benchmarks/hypergrad_interleaved.py --steps 1000 --repeats 2 --methods reverse checkpoint reverse+compile \
+		checkpoint+compile unrolled torchopt --json benchmarks/results/hypergrad_interleaved_1000.json
 
 bench-long: $(STAMP)
 	$(PY) benchmarks/hypergrad.py --students lenet --steps 10000 --methods checkpoint reversible \
