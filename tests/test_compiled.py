@@ -129,3 +129,18 @@ def test_compile_on_the_command_line(capsys):
     assert not out and err.strip().splitlines() == [
         "l2t: error: bad hypergradient method 'unrolled+compile': unrolled has no compiled form (+compile: checkpoint, "
         "reverse, truncated)"]
+
+
+def test_compiled_products_live_as_long_as_their_problem():
+    """The products are cached on the problem (one compilation per problem, reused by every
+    teacher step) and freed with it: no process-wide cache keeps old problems alive."""
+    import gc
+    import weakref
+
+    cp = tiny_problem(steps=4, every=2)
+    _run(cp, "reverse+compile")
+    assert compiled.products_for(cp.problem) is compiled.products_for(cp.problem)
+    problem = weakref.ref(cp.problem)
+    del cp
+    gc.collect()
+    assert problem() is None

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-import weakref
 from typing import Any, Iterator, Optional
 
 import torch
@@ -168,14 +167,12 @@ def _scatter(d_leaves: list, slots: tuple, leaves: list) -> list:
     return out
 
 
-_CACHE: dict[int, tuple[weakref.ref, CompiledProducts]] = {}
-
-
 def products_for(problem: InnerProblem) -> CompiledProducts:
-    """The problem's compiled products, made once per problem object and kept while it lives."""
-    entry = _CACHE.get(id(problem))
-    if entry is not None and entry[0]() is problem:
-        return entry[1]
-    made = CompiledProducts(problem)
-    _CACHE[id(problem)] = (weakref.ref(problem, lambda _, key=id(problem): _CACHE.pop(key, None)), made)
+    """The problem's compiled products, made on first use and kept on the problem object itself,
+    so that they live exactly as long as it does (the inner problem is frozen: its fields never
+    change, so the products made for it stay valid)."""
+    made = problem.__dict__.get("_compiled_products")
+    if made is None:
+        made = CompiledProducts(problem)
+        object.__setattr__(problem, "_compiled_products", made)
     return made
