@@ -4,13 +4,14 @@
     python benchmarks/hypergrad_interleaved.py --students mlp --steps 200 --repeats 5
 
 ``benchmarks/hypergrad.py`` runs every configuration in a fresh process, which is what its memory
-column needs; but the reference machine's speed drifts by up to 2-3x over minutes, so times taken
-minutes apart compare badly. Here, for each (student, T), the problem of ``hypergrad.py`` is built
-once and every method runs once to warm up (reported as "first run": for the first ``+compile``
-method of a problem it includes compilation, which the other ``+compile`` methods then reuse), then ``--repeats`` rounds run each method in turn. A method's time is its median
-over the rounds, and the ratios (to ``unrolled``, the floor of the graph-keeping methods, and to
-``torchopt``) are medians of the per-round ratios, so a slow minute slows every method of that
-round alike. Memory is not measured here (one process holds every method's allocations): see
+column needs; but the reference machine's speed drifts (within one such run the MLP's plain step
+measured 4.5 to 6.0 ms), so times taken minutes apart compare badly. Here, for each (student, T),
+the problem of ``hypergrad.py`` is built once and every method runs once to warm up (reported as
+"first run": for the first ``+compile`` method of a problem it includes compilation, which the
+other ``+compile`` methods then reuse), then ``--repeats`` rounds run each method in turn. A
+method's time is its median over the rounds, and the ratios (to ``unrolled``, the floor of the
+graph-keeping methods, and to ``torchopt``) are medians of the per-round ratios, so a slow minute
+slows every method of that round alike. Memory is not measured here (one process holds every method's allocations): see
 ``hypergrad.py``. Results: a markdown table on stdout and JSON in --json.
 """
 

@@ -122,5 +122,6 @@ def _factory(every: str | None = None):
     return lambda *a, **kw: checkpointed(*a, every=k, **kw)
 
 
-METHODS.register("checkpoint", compiles=True, usage="checkpoint[:k][+compile]", doc="exact; every k-th state stored, segments recomputed "
+METHODS.register("checkpoint", compiles=True, usage="checkpoint[:k][+compile]",
+                 doc="exact; every k-th state stored, segments recomputed "
                  "(memory O(√T))")(_factory)

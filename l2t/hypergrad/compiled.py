@@ -8,9 +8,9 @@ double-backward pass. Here they come from one function, written with :mod:`torch
 
 compiled once per inner problem by ``torch.compile`` (TorchInductor: the forward pass, its
 backward and the double-backward fused into one generated kernel program, with no autograd graph
-built at run time). Measured on 2 CPU cores (docs/engines.md "Compiled products"): the MLP's
-product costs 1.2–1.5 training steps compiled against 2.1–2.5 eager; LeNet's 1.7 against
-2.5–2.9.
+built at run time). Measured on 2 CPU cores (``benchmarks/step_products.py``, docs/engines.md
+"Compiled products"): the MLP's products cost 1.25 training steps compiled against 1.90 eager,
+LeNet's 1.84 against 2.84.
 
 Exactness. The products are the same mathematical quantity computed in a different order of
 floating-point operations, so they agree with the eager ones to rounding (relative 1e-7 to 1e-6

@@ -35,5 +35,6 @@ def reverse(problem: InnerProblem, episode: Episode, teacher, teacher_params, sp
     return result(session, outer, grads, params, buffers, velocity, d_coeffs=walk.d_coeffs, trajectory_bytes=trajectory.nbytes())
 
 
-METHODS.register("reverse", compiles=True, usage="reverse[+compile]", doc="exact; Algorithm 1 over the stored weight trajectory (memory O(T) weight "
+METHODS.register("reverse", compiles=True, usage="reverse[+compile]",
+                 doc="exact; Algorithm 1 over the stored weight trajectory (memory O(T) weight "
                  "vectors)")(lambda: reverse)

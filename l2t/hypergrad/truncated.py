@@ -45,5 +45,6 @@ def _factory(K: str | None = None):
     return lambda *a, **kw: truncated(*a, K=k, **kw)
 
 
-METHODS.register("truncated", compiles=True, usage="truncated:K[+compile]", doc="approximate; walks back the last K steps only (biased)")(
+METHODS.register("truncated", compiles=True, usage="truncated:K[+compile]",
+                 doc="approximate; walks back the last K steps only (biased)")(
     _factory)
