@@ -299,11 +299,15 @@ def main() -> None:
     print(table(rows))
 
 
-def _rel_diff(path: Path, ref: Path) -> float:
-    a, b = torch.load(path, weights_only=True), torch.load(ref, weights_only=True)
+def rel_diff(a: dict, b: dict) -> float:
+    """``‖a − b‖ / ‖b‖`` over all the tensors of two gradient dicts, in float64."""
     num = sum(float((a[k].double() - b[k].double()).pow(2).sum()) for k in b) ** 0.5
     den = sum(float(b[k].double().pow(2).sum()) for k in b) ** 0.5
     return num / den
+
+
+def _rel_diff(path: Path, ref: Path) -> float:
+    return rel_diff(torch.load(path, weights_only=True), torch.load(ref, weights_only=True))
 
 
 def table(rows: list[dict]) -> str:

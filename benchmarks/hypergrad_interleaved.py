@@ -11,8 +11,8 @@ the problem of ``hypergrad.py`` is built once and every method runs once to warm
 other ``+compile`` methods then reuse), then ``--repeats`` rounds run each method in turn. A
 method's time is its median over the rounds, and the ratios (to ``unrolled``, the floor of the
 graph-keeping methods, and to ``torchopt``) are medians of the per-round ratios, so a slow minute
-slows every method of that round alike. Memory is not measured here (one process holds every method's allocations): see
-``hypergrad.py``. Results: a markdown table on stdout and JSON in --json.
+slows every method of that round alike. Memory is not measured here (one process holds every
+method's allocations): see ``hypergrad.py``. Results: a markdown table on stdout and JSON in --json.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hypergrad import EXTERNAL, build, _external  # noqa: E402  (the same problems and external unrolls)
+from hypergrad import EXTERNAL, _external, build, rel_diff  # noqa: E402  (the same problems and external unrolls)
 
 DEFAULT = ["reverse", "checkpoint", "reversible", "reverse+compile", "checkpoint+compile", "unrolled", "torchopt"]
 
@@ -68,10 +68,7 @@ def measure(student: str, T: int, methods: list[str], repeats: int) -> list[dict
     rows = []
     for m in methods:
         seconds = statistics.median(t[m] for t in rounds)
-        diff = None
-        if ref is not None and m != "reverse":
-            num = sum(float((grads[m][k].double() - ref[k].double()).pow(2).sum()) for k in ref) ** 0.5
-            diff = num / sum(float(ref[k].double().pow(2).sum()) for k in ref) ** 0.5
+        diff = rel_diff(grads[m], ref) if ref is not None and m != "reverse" else None
         rows.append({"student": student, "T": T, "method": m, "seconds": seconds, "rounds": [t[m] for t in rounds],
                      "per_step_ms": 1e3 * seconds / T, "vs_unrolled": ratio(m, "unrolled"),
                      "vs_torchopt": ratio(m, "torchopt"),

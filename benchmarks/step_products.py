@@ -20,9 +20,10 @@ at the first step's weights and coefficients, with a random adjoint ``u``:
   this mode runs with ``log_softmax`` written out (``x - max - log Σ exp``) for its duration.
 
 A ``compiled`` program that fails to build (the walk then warns and uses the eager products) is
-reported as such and not timed. Each mode's products are compared with ``eager``'s (max error over max entry). Times are medians
-of ``--repeats`` calls after three warm-up calls (after compilation for ``compiled``), modes
-interleaved round by round; the ratio is to the training step measured in the same rounds.
+reported as such and not timed. Each mode's products are compared with ``eager``'s (max error
+over max entry). Times are medians of ``--repeats`` calls after three warm-up calls (after
+compilation for ``compiled``), modes interleaved round by round; the ratio is to the training
+step measured in the same rounds.
 """
 
 from __future__ import annotations
