@@ -19,14 +19,15 @@ log = logging.getLogger("l2t")
 
 
 def _common(p: argparse.ArgumentParser, *, data: bool = True, trains: bool = True) -> None:
+    from l2t.data import DATASETS
     from l2t.students import STUDENTS
 
     if data:
         p.add_argument("--config", help="a TOML config: a file, or a shipped one by name (l2t config --list), e.g. "
                                         "fashion/fashion_lenet; without it, the shipped config of --data and --student "
                                         "when there is one, else the defaults (digits, an MLP, the attention teacher)")
-        p.add_argument("--data", help="digits | toy-reverse | trans-de-en | fashion-mnist | mnist | cifar10 | cifar100 | "
-                                      "FOLDER (IDX, CIFAR or parallel text files) | FILE.npz | FILE.tsv (l2t list)")
+        p.add_argument("--data", help=f"{' | '.join(DATASETS.list())} | FOLDER (IDX, CIFAR or parallel text files) | "
+                                      "FILE.npz | FILE.tsv (l2t list)")
         p.add_argument("--src", help="parallel text: the source language (data.options.src, e.g. de)")
         p.add_argument("--tgt", help="parallel text: the target language (data.options.tgt, e.g. en)")
         p.add_argument("--download", action="store_true",

@@ -121,5 +121,5 @@ def test_download_checks_without_the_network(tmp_path):
         safe_extract(evil, tmp_path / "out2")
     with pytest.raises(L2TError, match="no download known for 'digits'"):
         download("digits", tmp_path)
-    assert set(SOURCES) == {"mnist", "fashion-mnist", "cifar10", "cifar100", "voc"}
-    assert all(len(md5) == 32 for files in SOURCES.values() for _, _, md5, _ in files)
+    assert set(SOURCES) == {"mnist", "fashion-mnist", "cifar10", "cifar100", "voc", "multi30k"}
+    assert all(len(s.md5) == 32 and s.unpack in ("", "tar", "gunzip") for files in SOURCES.values() for s in files)

@@ -301,3 +301,68 @@ def test_a_tiny_translation_experiment_reports_bleu(tmp_path, capsys, monkeypatc
     capsys.readouterr()
     assert main(["report", str(tmp_path / "x"), str(tmp_path / "img"), "--out", str(tmp_path / "r2")]) == 2
     assert "cannot share a table" in capsys.readouterr().err
+
+
+@pytest.fixture
+def multi30k_server(tmp_path, monkeypatch):
+    """Multi30k's six files, generated, served from localhost under their remote names; SOURCES
+    points there with the generated files' sums (tests never reach the real network)."""
+    import functools
+    import gzip
+    import http.server
+    import importlib
+    import threading
+
+    dl = importlib.import_module("l2t.data.download")  # the module (l2t.data.download is also its function)
+
+    served = tmp_path / "served"
+    served.mkdir()
+    for remote, n in (("train", 48), ("val", 8), ("test_2016_flickr", 8)):
+        for lang, text in (("de", DE), ("en", EN)):
+            (served / f"{remote}.{lang}.gz").write_bytes(gzip.compress(("\n".join(text[i % 8] for i in range(n)) + "\n").encode()))
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(served)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}/"
+    real = dl.SOURCES["multi30k"]
+    assert all(s.url.startswith(dl._MULTI30K) and dl.MULTI30K_COMMIT in s.url for s in real)  # pinned to one commit
+    monkeypatch.setitem(dl.SOURCES, "multi30k", [
+        s._replace(url=base + s.url.rsplit("/", 1)[1], md5=dl.md5sum(served / s.url.rsplit("/", 1)[1])) for s in real])
+    yield served
+    server.shutdown()
+    server.server_close()
+
+
+def test_multi30k_downloads_from_localhost_into_the_fairseq_layout(tmp_path, multi30k_server):
+    import importlib
+
+    from l2t.data import load_data
+
+    dl = importlib.import_module("l2t.data.download")
+
+    root = tmp_path / "data" / "multi30k"
+    with pytest.raises(L2TError, match="data set 'multi30k' not found.*--download"):
+        load_data("multi30k")
+    data = load_data("multi30k", download=True, options={"vocab_size": 60, "max_len": 40})
+    assert data.name == "multi30k-de-en"
+    assert (len(data.texts["train"]), len(data.texts["dev"]), len(data.texts["test"])) == (48, 8, 8)
+    assert data.texts["dev"][2] == (DE[2], EN[2])
+    assert sorted(p.name for p in root.iterdir() if not p.name.endswith(".gz")) == [
+        "test.de", "test.en", "train.de", "train.en", "valid.de", "valid.en"]
+    assert not list(root.glob(".*part"))
+    assert load_data("multi30k", options={"src": "en", "tgt": "de", "vocab_size": 60}).texts["test"][0] == (EN[0], DE[0])
+    # a file that does not match its sum is refused and leaves nothing behind
+    (root / "valid.en.gz").unlink()
+    (multi30k_server / "val.en.gz").write_bytes(b"not the published file")
+    with pytest.raises(L2TError, match="checksum mismatch"):
+        dl.download("multi30k", root)
+    assert not (root / "valid.en.gz").exists() and not list(root.glob(".*part"))
+    # an unreachable server is one error line too
+    monkeypatch_sources = [s._replace(url="http://127.0.0.1:9/none.gz") for s in dl.SOURCES["multi30k"]]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(dl.SOURCES, "multi30k", monkeypatch_sources)
+        with pytest.raises(L2TError, match="download of http://127.0.0.1:9/none.gz failed"):
+            dl.download("multi30k", tmp_path / "elsewhere")

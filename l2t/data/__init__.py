@@ -1,7 +1,8 @@
 """Data sets by name or path: ``digits`` (embedded), ``toy-reverse`` (generated sequences),
 ``fashion-seg``/``fashion-det`` and ``digits-seg``/``digits-det`` (generated composites for dense
 prediction),
-``fashion-mnist``, ``mnist``, ``cifar10``, ``cifar100``, a folder of IDX files or of CIFAR python files, or a ``.npz`` file. ``load_data``
+``fashion-mnist``, ``mnist``, ``cifar10``, ``cifar100``, ``trans-de-en`` and ``multi30k``
+(parallel text), a folder of IDX files or of CIFAR python files, or a ``.npz`` file. ``load_data``
 is the one entry point the CLI and configs use."""
 
 from __future__ import annotations
@@ -82,6 +83,13 @@ def _reverse(download: bool = False, **kw: Any) -> DataSplits:
 @DATASETS.register("trans-de-en", doc="German-English sentence pairs from Debian's trans-de-en dictionary (make data)")
 def _trans_de_en(download: bool = False, **kw: Any) -> DataSplits:
     return load_parallel("trans-de-en", **{k: v for k, v in kw.items() if k != "split_seed"})
+
+
+@DATASETS.register("multi30k", doc="Multi30k task 1 German-English captions from $L2T_DATA_DIR/multi30k (--download; "
+                                     "29,000 / 1,014 / 1,000 pairs, test = test_2016_flickr)")
+def _multi30k(download: bool = False, **kw: Any) -> DataSplits:
+    root = _root_or_download("multi30k", download)
+    return load_parallel(str(root), **{k: v for k, v in kw.items() if k != "split_seed"})
 
 
 def _fashion_items(download: bool) -> dict:
