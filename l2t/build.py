@@ -19,7 +19,7 @@ from l2t.errors import L2TError
 from l2t.inner import BN_MODES, Episode, InnerProblem
 from l2t.losses import LossFn, box_regression
 from l2t.objectives import create_objective
-from l2t.optim import MomentumSGD, make_schedule
+from l2t.optim import InnerAdam, MomentumSGD, make_schedule
 from l2t.students import Student, create_student
 from l2t.teachers import DEFAULT_FEATURES, STATE_FEATURES, TEACHERS, StateSpec, Teacher
 
@@ -80,11 +80,14 @@ def build_teacher(cfg: Config, data: DataSplits) -> Teacher:
     return teacher
 
 
-def build_optimizer(cfg: Config) -> MomentumSGD:
+def build_optimizer(cfg: Config) -> MomentumSGD | InnerAdam:
     c = cfg.inner
     try:
-        return MomentumSGD(make_schedule(c.lr_schedule, c.lr, c.steps, warmup=c.warmup), c.momentum, c.weight_decay)
-    except ValueError as e:
+        schedule = make_schedule(c.lr_schedule, c.lr, c.steps, warmup=c.warmup)
+        if c.optimizer == "adam":
+            return InnerAdam(schedule, (float(c.betas[0]), float(c.betas[1])), c.eps, c.weight_decay)
+        return MomentumSGD(schedule, c.momentum, c.weight_decay)
+    except (TypeError, ValueError) as e:
         raise L2TError(str(e)) from None
 
 

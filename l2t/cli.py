@@ -234,7 +234,8 @@ def cmd_check_grad(args: argparse.Namespace) -> int:
                        seed=args.seed or 0, momentum=args.momentum, device=str(device), overrides=args.overrides)
     cp = check_problem(cfg)
     print(f"method {args.method}, student {cfg.student.name} on {cfg.data.name}, {cfg.teacher.name} teacher: float64, "
-          f"{cfg.inner.steps} momentum-SGD steps, state refreshed every {cfg.teacher.state_every}")
+          f"{cfg.inner.steps} {'Adam' if cfg.inner.optimizer == 'adam' else 'momentum-SGD'} steps, state refreshed every "
+          f"{cfg.teacher.state_every}")
     if cfg.teacher.name == "dln":  # the loss network's hypergradient, then the LSTM's gradient through stage 3
         from l2t.gradcheck import check_loss_network
 

@@ -52,6 +52,11 @@ def below_one(v: float) -> str | None:
     return None if 0.0 <= v < 1.0 else "must be in [0, 1)"
 
 
+def _betas(v: list) -> str | None:
+    ok = len(v) == 2 and all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in v)
+    return None if ok else "must be two numbers in [0, 1)"
+
+
 def one_of(*names: str) -> Callable[[Any], str | None]:
     return lambda v: None if v in names else f"must be one of {', '.join(names)}"
 
@@ -91,15 +96,19 @@ class StudentConfig:
 
 @dataclass(frozen=True)
 class InnerConfig:
-    """The student's training: momentum SGD, the same for every loss and every seed."""
+    """The student's training: momentum SGD (or Adam), the same for every loss and every seed."""
 
     steps: int = _key(300, "student training steps T", at_least(1))
     batch_size: int = _key(50, "examples (sentences) per training batch", at_least(1))
-    lr: float = _key(0.1, "learning rate η of momentum SGD", positive)
+    optimizer: str = _key("sgd", "sgd (heavy-ball momentum) | adam (betas, eps; every exact method but reversible)",
+                          one_of("sgd", "adam"))
+    lr: float = _key(0.1, "learning rate η of the student's optimizer", positive)
     lr_schedule: str = _key("constant", "constant | step (x0.1 at 50% and 75%) | cosine", one_of("constant", "step", "cosine"))
-    momentum: float = _key(0.9, "heavy-ball momentum γ (no dampening)", below_one)
+    momentum: float = _key(0.9, "sgd: heavy-ball momentum γ (no dampening)", below_one)
+    betas: list = _key(None, "adam: decay rates [β₁, β₂] of the moment estimates", _betas, factory=lambda: [0.9, 0.999])
+    eps: float = _key(1e-8, "adam: ε added to the root of the second moment", positive)
     warmup: int = _key(0, "steps of linear learning-rate warm-up in front of the schedule", at_least(0))
-    weight_decay: float = _key(0.0, "L2 weight decay λ, folded into the gradient", at_least(0))
+    weight_decay: float = _key(0.0, "L2 weight decay λ, folded into the gradient (adam: L2, not AdamW)", at_least(0))
     box_weight: float = _key(1.0, "detection: weight of the fixed box term (smooth L1) added to the taught class loss",
                              at_least(0))
 

@@ -3,7 +3,7 @@ by every hypergradient method.
 
     outputs = f(ω_t, inputs_t);  coeffs_t = coeffs_fn(t, outputs, batch_t, ...)
     g_t = ∇_ω [mean over real positions of l(outputs, targets_t; coeffs_t) + fixed term]
-    (ω_{t+1}, v_{t+1}) = MomentumSGD.update(g_t, v_t, ω_t, t)
+    (ω_{t+1}, v_{t+1}) = optimizer.update(g_t, v_t, ω_t, t)     (momentum SGD; or Adam, v = its moments)
 
 ``coeffs_fn`` is where a teacher plugs in (a :class:`~l2t.teachers.TeachingSession`); fixed
 losses pass :func:`no_coeffs`. The coefficients are any pytree of tensors (one ``Φ``, a factored
@@ -21,6 +21,7 @@ import torch
 from l2t.data.batches import BatchSchedule
 from l2t.losses import LossFn, masked_sum, reduce_loss
 from l2t.objectives import Objective
+from l2t.optim.adam import InnerAdam
 from l2t.optim.sgd import MomentumSGD
 from l2t.students.base import Student
 from l2t.types import Batch, Params
@@ -47,7 +48,7 @@ class InnerProblem:
 
     student: Student
     loss: LossFn
-    optimizer: MomentumSGD
+    optimizer: MomentumSGD | InnerAdam  # pure: init, update, and the backward step's vjp
     steps: int
     objective: Objective
     dev: tuple[Batch, ...]

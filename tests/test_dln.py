@@ -97,10 +97,13 @@ def test_the_lstm_memory_carries_across_teacher_steps():
     assert not state.memory["h"][0].requires_grad  # detached between teacher steps
 
 
-@pytest.mark.parametrize("teacher", ["dln", "attention"])
+@pytest.mark.parametrize("teacher", ["dln", "attention", "attention-adam"])
 def test_online_resume_after_sigkill_is_bit_identical(tmp_path, teacher):
-    """Teacher, memory (loss network, LSTM state), and the online student all resume exactly."""
+    """Teacher, memory (loss network, LSTM state), and the online student (its momentum, or its
+    Adam moments) all resume exactly."""
     sets = {**(DLN if teacher == "dln" else ONLINE), "inner.steps": 60, "outer.steps": 12}
+    if teacher == "attention-adam":
+        sets |= {"inner.optimizer": "adam", "inner.lr": 0.003}
     args = [a for k, v in sets.items() for a in ("--set", f"{k}={v}" if not isinstance(v, dict) else f"{k}={__import__('json').dumps(v)}")]
     cmd = lambda out: [sys.executable, "-m", "l2t", "teach", "--config", str(TINY), "--out", str(out), "--no-progress", *args]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -120,8 +123,9 @@ def test_online_resume_after_sigkill_is_bit_identical(tmp_path, teacher):
         a, b = load_tensors(tmp_path / "full" / name)[0], load_tensors(tmp_path / "killed" / name)[0]
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
     sa, sb = (load_tensors(tmp_path / d / "checkpoints" / "state.safetensors")[0] for d in ("full", "killed"))
-    online = [k for k in sa if k.startswith("state.online.params")]
+    online = [k for k in sa if k.startswith(("state.online.params", "state.online.velocity"))]
     assert online and all(torch.equal(sa[k], sb[k]) for k in online)  # the online student itself
+    assert (teacher == "attention-adam") == any(k.startswith("state.online.velocity.s:") for k in sa)
 
 
 def test_online_protocol_errors(tmp_path):

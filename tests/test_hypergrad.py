@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from l2t.hypergrad import METHODS, hypergradient
+from l2t.errors import L2TError
 from l2t.gradcheck import check_method, tiny_problem
 
 EXACT = ["reverse", "unrolled", "checkpoint", "checkpoint:1", "checkpoint:5", "reversible"]
@@ -406,3 +407,44 @@ def test_coefficients_as_a_pytree_flow_through_every_engine():
         res = hypergradient(problem, cp.episode, teacher, cp.teacher_params, cp.spec, method=method)
         assert isinstance(res.phases[0].coeffs, dict)
         assert (_flat(res.grads) - _flat(ref.grads)).norm() < 1e-9 * _flat(ref.grads).norm(), method
+
+
+# --- the student trained by Adam --------------------------------------------------------------
+
+ADAM = {"inner.optimizer": "adam", "inner.lr": 0.01, "inner.betas": [0.8, 0.95]}
+
+
+@pytest.mark.parametrize("method", ["reverse", "checkpoint", "checkpoint:3", "truncated:50"])
+def test_adam_students_are_exact(method):
+    """Adam as the student's optimizer (with L2 decay and a step schedule): every method that
+    takes it equals unrolled and central finite differences, also from a snapshot at step 7
+    (non-zero moments, Adam's bias correction at the global step)."""
+    for start in (0, 7):
+        cp = tiny_problem(steps=9, every=4, start=start, overrides=ADAM)
+        assert type(cp.problem.optimizer).__name__ == "InnerAdam"
+        assert start == 0 or cp.episode.velocity["s:1.weight"].abs().sum() > 0
+        ref = hypergradient(cp.problem, cp.episode, cp.teacher, cp.teacher_params, cp.spec, method="unrolled")
+        res = hypergradient(cp.problem, cp.episode, cp.teacher, cp.teacher_params, cp.spec, method=method)
+        assert _flat(ref.grads).norm() > 0
+        assert (_flat(res.grads) - _flat(ref.grads)).norm() < 1e-9 * _flat(ref.grads).norm(), (method, start)
+        assert res.outer_loss == pytest.approx(ref.outer_loss, rel=1e-12)
+    for m in (method, "unrolled"):
+        assert check_method(m, steps=9, every=4, directions=3, overrides=ADAM).max_rel_error < 1e-6, m
+
+
+def test_adam_through_a_seq2seq_student_with_dropout_is_exact():
+    from l2t.gradcheck import check
+
+    cp = tiny_problem(student="transformer", steps=6, every=3, overrides=ADAM)
+    ref = hypergradient(cp.problem, cp.episode, cp.teacher, cp.teacher_params, cp.spec, method="unrolled")
+    res = hypergradient(cp.problem, cp.episode, cp.teacher, cp.teacher_params, cp.spec, method="checkpoint:2")
+    assert torch.isfinite(_flat(ref.grads)).all() and _flat(ref.grads).norm() > 0  # pad embeddings: zero moments
+    assert (_flat(res.grads) - _flat(ref.grads)).norm() < 1e-9 * _flat(ref.grads).norm()
+    assert check(cp, "reverse", directions=2).max_rel_error < 1e-6
+
+
+@pytest.mark.parametrize("method", ["reversible", "reverse+compile", "checkpoint+compile"])
+def test_methods_that_need_momentum_sgd_refuse_adam_by_name(method):
+    cp = tiny_problem(steps=4, every=2, overrides=ADAM)
+    with pytest.raises(L2TError, match=f"hypergradient method '{method.replace('+', '[+]')}' needs inner.optimizer = sgd"):
+        hypergradient(cp.problem, cp.episode, cp.teacher, cp.teacher_params, cp.spec, method=method)

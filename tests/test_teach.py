@@ -172,13 +172,15 @@ def test_both_outer_optimizers_resume(tmp_path, optimizer):
     assert full.metrics[-1]["step"] == cfg.outer.steps - 1
 
 
-def test_phases_protocol_trains_from_snapshots_and_resumes_exactly(tmp_path):
-    """Episodes start from snapshots of reference runs; a resumed run rebuilds the reference of
-    the saved reference teacher and ends bit-identical."""
+@pytest.mark.parametrize("inner", [{}, {"inner.optimizer": "adam", "inner.lr": 0.003}], ids=["sgd", "adam"])
+def test_phases_protocol_trains_from_snapshots_and_resumes_exactly(tmp_path, inner):
+    """Episodes start from snapshots of reference runs (with the optimizer's state: momentum, or
+    Adam's moments); a resumed run rebuilds the reference of the saved reference teacher and ends
+    bit-identical."""
     import json
 
     ov = {"outer.protocol": "phases", "outer.episode_steps": 8, "outer.snapshots": 3, "outer.reference_every": 2,
-          "outer.steps": 5}
+          "outer.steps": 5, **inner}
     full = teach(load_config(TINY, ov), tmp_path / "full", progress=False)
     refs = [m for m in full.metrics if "reference_dev_measure" in m]
     assert [m["step"] for m in refs] == [0, 2, 4]

@@ -102,6 +102,9 @@ def hypergradient(
     On CUDA the work runs with deterministic cuDNN kernels (:func:`deterministic_kernels`)."""
     run = get_method(method)
     name, _, compiled = parse_method(method)
+    if problem.optimizer.walk_needs_state and (compiled or not METHODS.meta(name).get("any_optimizer", True)):
+        raise L2TError(f"hypergradient method {method!r} needs inner.optimizer = sgd (momentum SGD); with adam use "
+                       "reverse, checkpoint, truncated:K or unrolled")
     extra = {"products": products_for(problem)} if compiled else {}
     device = next(iter(episode.params.values())).device
     with deterministic_kernels(device):
@@ -204,26 +207,41 @@ def linearize(
 
 
 class BackwardWalk:
-    """Adjoint state of the reverse pass; ``step`` applies one backward step (see module doc)."""
+    """Adjoint state of the reverse pass; ``step`` applies one backward step (see module doc).
+
+    The optimizer's part of a step is its ``vjp`` (momentum SGD: the formulas above, needing
+    nothing stored; Adam: elementwise, from the step's state and gradient, which the caller then
+    passes as ``state``)."""
 
     def __init__(self, problem: InnerProblem, session: TeachingSession, d_params: Params,
                  products: CompiledProducts | None = None) -> None:
         self.problem, self.session, self.products = problem, session, products
+        self.needs_state = problem.optimizer.walk_needs_state
+        if self.needs_state and products is not None:
+            raise ValueError("compiled products with an optimizer whose backward step needs the step's gradient")
         self.d_params = d_params
-        self.d_velocity = {k: torch.zeros_like(v) for k, v in d_params.items()}
+        self.d_velocity = problem.optimizer.init(d_params)  # zero adjoints of the optimizer's state
         self.d_coeffs = [zeros_like(p.coeffs) for p in session.phases]
 
     def coeffs(self, t: int) -> Any:
         """The coefficients in force at step ``t`` (as recorded on the forward pass)."""
         return self.session.phases[self.session.phase_of_step[t]].coeffs
 
-    def step(self, t: int, params: Params, buffers: Params, batch: Batch, lin: Linearization | None = None) -> None:
-        """Walk back over step ``t``; ``lin`` is the step's linearization if the caller has it
-        (else the compiled products are used if the walk has them, else the step is linearised)."""
+    def step(self, t: int, params: Params, buffers: Params, batch: Batch, lin: Linearization | None = None,
+             state: Params | None = None) -> None:
+        """Walk back over step ``t`` from ``params`` (and, for an optimizer that needs it, its
+        ``state``) before it; ``lin`` is the step's linearization if the caller has it (else the
+        compiled products are used if the walk has them, else the step is linearised)."""
         opt = self.problem.optimizer
-        eta = opt.lr(t)
-        u = {k: self.d_velocity[k] - eta * self.d_params[k] for k in self.d_params}
         phase = self.session.phase_of_step[t]
+        grads = None
+        if self.needs_state:
+            if state is None:
+                raise ValueError("this optimizer's backward step needs the optimizer state before the step")
+            if lin is None:
+                lin = linearize(self.problem, params, buffers, batch, t, self.coeffs(t))
+            grads = {k: g.detach() for k, g in zip(lin.leaf, lin.grads)}
+        u, self.d_velocity, direct = opt.vjp(grads, state, params, t, self.d_params, self.d_velocity)
         products = None
         if lin is None and self.products is not None:
             products = self.products(params, buffers, batch, self.coeffs(t), u)
@@ -232,9 +250,7 @@ class BackwardWalk:
                 lin = linearize(self.problem, params, buffers, batch, t, self.coeffs(t))
             products = lin.vjp(u)
         h_params, h_coeffs = products
-        lam = opt.weight_decay
-        self.d_params = {k: self.d_params[k] + h_params[k] + lam * u[k] for k in u}
-        self.d_velocity = {k: opt.momentum * u[k] for k in u}
+        self.d_params = {k: direct[k] + h_params[k] for k in u}
         if h_coeffs is not None:
             self.d_coeffs[phase] = add(self.d_coeffs[phase], h_coeffs)
 

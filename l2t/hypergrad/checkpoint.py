@@ -71,7 +71,8 @@ def checkpointed(
         start_memory = teacher.init_memory() if memory is None else memory
         probe, _ = call_teacher(teacher, teacher_params, torch.zeros(spec.dim, dtype=first.dtype, device=first.device),
                                 start_memory)
-        state = 2 * _nbytes(episode.params.values()) + _nbytes(episode.buffers.values())
+        state = (_nbytes(episode.params.values()) + _nbytes(problem.optimizer.init(episode.params).values())
+                 + _nbytes(episode.buffers.values()))
         # with compiled products a segment keeps each step's weights and buffers, not its graph
         step_bytes = state // 2 if products is not None and not products.disabled else graph_bytes(problem, episode,
                                                                                                     detach(probe))
@@ -101,14 +102,14 @@ def checkpointed(
                 lin = None
                 grads, new_buffers, _ = loss_and_grads(problem, params, buffers, episode.batches(t), t,
                                                        lambda *a, c=walk.coeffs(t): c)
-            segment.append((t, params, buffers, lin))
+            segment.append((t, params, buffers, lin, velocity))
             with torch.no_grad():
                 grads = {name: g.detach() for name, g in zip(params, grads)}
                 params, velocity = opt.update(grads, velocity, params, t)
             buffers = new_buffers
         while segment:
-            t, p_t, b_t, lin = segment.pop()
-            walk.step(t, p_t, b_t, episode.batches(t), lin)
+            t, p_t, b_t, lin, v_t = segment.pop()
+            walk.step(t, p_t, b_t, episode.batches(t), lin, state=v_t)
     grads = chain_to_teacher(teacher, teacher_params, session, walk.d_coeffs)
     return result(session, outer, grads, params_T, buffers_T, velocity_T, interval=k, checkpoints=math.ceil(T / k))
 

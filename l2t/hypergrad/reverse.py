@@ -19,10 +19,14 @@ def reverse(problem: InnerProblem, episode: Episode, teacher, teacher_params, sp
             products=None) -> HypergradResult:
     session = TeachingSession(teacher, teacher_params, spec, problem.student, memory=memory)
     trajectory = Trajectory(episode.params, problem.steps)
+    # an optimizer whose backward step needs its state (Adam's moments): stored beside the weights
+    states = Trajectory(problem.optimizer.init(episode.params), problem.steps) if problem.optimizer.walk_needs_state else None
     buffers_at: list = []  # BatchNorm running statistics per step (empty for students without)
 
     def store(t, params, velocity, buffers):
         trajectory.store(t - episode.start, params)
+        if states is not None:
+            states.store(t - episode.start, velocity)
         if buffers:
             buffers_at.append(buffers)
 
@@ -30,9 +34,11 @@ def reverse(problem: InnerProblem, episode: Episode, teacher, teacher_params, sp
     outer, d_params = outer_grad(problem, params, buffers)
     walk = BackwardWalk(problem, session, d_params, products)
     for t in reversed(episode.steps(problem)):
-        walk.step(t, trajectory.load(t - episode.start), buffers_at.pop() if buffers_at else buffers, episode.batches(t))
+        walk.step(t, trajectory.load(t - episode.start), buffers_at.pop() if buffers_at else buffers, episode.batches(t),
+                  state=None if states is None else states.load(t - episode.start))
     grads = chain_to_teacher(teacher, teacher_params, session, walk.d_coeffs)
-    return result(session, outer, grads, params, buffers, velocity, d_coeffs=walk.d_coeffs, trajectory_bytes=trajectory.nbytes())
+    stored = trajectory.nbytes() + (0 if states is None else states.nbytes())
+    return result(session, outer, grads, params, buffers, velocity, d_coeffs=walk.d_coeffs, trajectory_bytes=stored)
 
 
 METHODS.register("reverse", compiles=True, usage="reverse[+compile]",

@@ -215,5 +215,5 @@ def _factory(R: str | None = None):
     return lambda *a, **kw: reversible(*a, R=r, **kw)
 
 
-METHODS.register("reversible", usage="reversible[:R]", doc="exact; momentum SGD reversed in fixed point with R "
+METHODS.register("reversible", any_optimizer=False, usage="reversible[:R]", doc="exact; momentum SGD reversed in fixed point with R "
                  "fraction bits (memory: a buffer of log2(1/γ) bits per weight per step)")(_factory)

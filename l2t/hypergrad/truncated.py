@@ -26,12 +26,12 @@ def truncated(problem: InnerProblem, episode: Episode, teacher, teacher_params, 
               products=None) -> HypergradResult:
     session = TeachingSession(teacher, teacher_params, spec, problem.student, memory=memory)
     window: deque = deque(maxlen=K)
-    params, velocity, buffers = episode.run(problem, session, on_step=lambda t, p, v, b: window.append((t, p, b)))
+    params, velocity, buffers = episode.run(problem, session, on_step=lambda t, p, v, b: window.append((t, p, b, v)))
     outer, d_params = outer_grad(problem, params, buffers)
     walk = BackwardWalk(problem, session, d_params, products)
     while window:
-        t, p_t, b_t = window.pop()
-        walk.step(t, p_t, b_t, episode.batches(t))
+        t, p_t, b_t, v_t = window.pop()
+        walk.step(t, p_t, b_t, episode.batches(t), state=v_t)
     grads = chain_to_teacher(teacher, teacher_params, session, walk.d_coeffs)
     return result(session, outer, grads, params, buffers, velocity, K=K, exact=K >= problem.steps, d_coeffs=walk.d_coeffs)
 

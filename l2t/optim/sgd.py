@@ -47,3 +47,15 @@ class MomentumSGD:
         velocity = {k: self.momentum * velocity[k] + d[k] for k in params}
         params = {k: params[k] - eta * velocity[k] for k in params}
         return params, velocity
+
+    walk_needs_state = False  # its backward step needs neither the velocity nor the gradient
+
+    def vjp(self, grads: Params | None, velocity: Params | None, params: Params | None, step: int, d_params: Params,
+            d_velocity: Params) -> tuple[Params, Params, Params]:
+        """Adjoints of one step from those of ``(ω_{t+1}, v_{t+1})``: ``(d g_t, d v_t, ∂/∂ω_t by
+        the direct path)`` (docs/method.md §3: ``u = dv − η dω``, ``dv_t = γ u``, ``dω += λ u``)."""
+        eta = self.lr(step)
+        u = {k: d_velocity[k] - eta * d_params[k] for k in d_params}
+        lam = self.weight_decay
+        direct = {k: d_params[k] + lam * u[k] for k in u} if lam else d_params
+        return u, {k: self.momentum * u[k] for k in u}, direct
