@@ -102,7 +102,7 @@ def checkpointed(
                 lin = None
                 grads, new_buffers, _ = loss_and_grads(problem, params, buffers, episode.batches(t), t,
                                                        lambda *a, c=walk.coeffs(t): c)
-            segment.append((t, params, buffers, lin, velocity))
+            segment.append((t, params, buffers, lin, velocity if walk.needs_state else None))
             with torch.no_grad():
                 grads = {name: g.detach() for name, g in zip(params, grads)}
                 params, velocity = opt.update(grads, velocity, params, t)

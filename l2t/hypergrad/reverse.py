@@ -1,7 +1,8 @@
 """``reverse``: Algorithm 1 of L2T-DLF, exact.
 
 Stores the student's weights ``ω_0 … ω_{T-1}`` during the forward run, in one preallocated
-``(T, |ω|)`` tensor (``T × |ω|`` memory; no autograd graph is kept), then walks the run
+``(T, |ω|)`` tensor (``T × |ω|`` memory; no autograd graph is kept; for Adam its two moments
+too, in a second such tensor of twice the width), then walks the run
 backwards with one double-backward Hessian-vector product per step
 (:class:`~l2t.hypergrad.base.BackwardWalk`).
 """

@@ -1,7 +1,7 @@
 """``truncated:K``: the hypergradient through the last K steps only (approximate).
 
 It walks back over steps ``T−K … T−1`` and stops, treating ``ω_{T−K}`` and ``v_{T−K}`` as
-constants. Memory holds K weight vectors.
+constants. Memory holds K weight vectors (and, for Adam, K pairs of moments).
 
 **Bias.** The result is the exact gradient of the dev objective with respect to the
 coefficients used in the last K steps, holding the state reached at ``T−K`` fixed. It drops
@@ -26,7 +26,9 @@ def truncated(problem: InnerProblem, episode: Episode, teacher, teacher_params, 
               products=None) -> HypergradResult:
     session = TeachingSession(teacher, teacher_params, spec, problem.student, memory=memory)
     window: deque = deque(maxlen=K)
-    params, velocity, buffers = episode.run(problem, session, on_step=lambda t, p, v, b: window.append((t, p, b, v)))
+    keep_state = problem.optimizer.walk_needs_state  # Adam's moments; momentum SGD's walk needs no velocity
+    params, velocity, buffers = episode.run(problem, session,
+                                            on_step=lambda t, p, v, b: window.append((t, p, b, v if keep_state else None)))
     outer, d_params = outer_grad(problem, params, buffers)
     walk = BackwardWalk(problem, session, d_params, products)
     while window:
