@@ -53,8 +53,9 @@ def below_one(v: float) -> str | None:
 
 
 def _betas(v: list) -> str | None:
-    ok = len(v) == 2 and all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in v)
-    return None if ok else "must be two numbers in [0, 1)"
+    numbers = len(v) == 2 and all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in v)
+    ok = numbers and 0.0 <= v[0] < 1.0 and 0.0 < v[1] < 1.0
+    return None if ok else "must be two numbers β₁ in [0, 1) and β₂ in (0, 1)"
 
 
 def one_of(*names: str) -> Callable[[Any], str | None]:
@@ -100,7 +101,7 @@ class InnerConfig:
 
     steps: int = _key(300, "student training steps T", at_least(1))
     batch_size: int = _key(50, "examples (sentences) per training batch", at_least(1))
-    optimizer: str = _key("sgd", "sgd (heavy-ball momentum) | adam (betas, eps; every exact method but reversible)",
+    optimizer: str = _key("sgd", "sgd (heavy-ball momentum) | adam (betas, eps; every method but reversible and +compile)",
                           one_of("sgd", "adam"))
     lr: float = _key(0.1, "learning rate η of the student's optimizer", positive)
     lr_schedule: str = _key("constant", "constant | step (x0.1 at 50% and 75%) | cosine", one_of("constant", "step", "cosine"))

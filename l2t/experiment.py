@@ -25,7 +25,7 @@ from l2t.build import load_splits
 from l2t.config import TEACHER_LOSS, Config
 from l2t.distributed import ALONE, World, barrier, broadcast_text
 from l2t.errors import L2TError
-from l2t.hypergrad import get_method
+from l2t.hypergrad import check_optimizer, get_method
 from l2t.runs import check_run_dir
 from l2t.teachers import TEACHERS
 from l2t.figures import has_phi, plot_coeffs, plot_dev_measure
@@ -76,6 +76,7 @@ def run_experiment(cfg: Config, out: Path, *, seeds: int, progress: bool = True,
     if TEACHER_LOSS in cfg.losses:
         TEACHERS.get(cfg.teacher.name)
         get_method(cfg.outer.hypergrad)
+        check_optimizer(cfg.outer.hypergrad, cfg.inner.optimizer)
         check_run_dir(out / "teach")
     data = load_splits(cfg)
     specs: dict[str, LossSpec] = {loss: FixedLoss(loss) for loss in cfg.losses if loss != TEACHER_LOSS}
@@ -127,7 +128,8 @@ def run_experiment(cfg: Config, out: Path, *, seeds: int, progress: bool = True,
         tuned = f"Learning rate {cfg.inner.lr:g} for every loss and the teacher (not tuned: lr_grid is empty)"
     report = (
         f"{what}, student {cfg.student.name}, "
-        f"{cfg.inner.steps} momentum-SGD steps ({cfg.inner.lr_schedule} schedule), seeds 0..{seeds - 1}:\n\n{table}\n\n"
+        f"{cfg.inner.steps} {'Adam' if cfg.inner.optimizer == 'adam' else 'momentum-SGD'} steps ({cfg.inner.lr_schedule} "
+        f"schedule), seeds 0..{seeds - 1}:\n\n{table}\n\n"
         f"{tuned}{figures}"
     )
     (out / "results.md").write_text(report + "\n")

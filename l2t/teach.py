@@ -45,7 +45,7 @@ from l2t.data.batches import TAG_TEACH
 from l2t.distributed import ALONE, World, agree, broadcast_text, broadcast_tree, gather_episodes
 from l2t.errors import Diverged, L2TError
 from l2t.evaluate import Evaluation, evaluate
-from l2t.hypergrad import get_method, hypergradient
+from l2t.hypergrad import check_optimizer, get_method, hypergradient
 from l2t.inner import Episode, InnerProblem
 from l2t.io import (
     append_jsonl, finite_or_none, flatten_state, load_tensors, read_json, read_jsonl, remove_stale_temporaries, require_tensorboard,
@@ -121,6 +121,7 @@ def setup(cfg: Config) -> Teaching:
     """Everything a teacher step of ``cfg`` needs; every name in the config is checked here,
     before a run folder is written."""
     get_method(cfg.outer.hypergrad)
+    check_optimizer(cfg.outer.hypergrad, cfg.inner.optimizer)
     make_outer_optimizer(cfg)
     data = load_splits(cfg)
     student = build_student(cfg, data)

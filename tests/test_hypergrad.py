@@ -432,6 +432,18 @@ def test_adam_students_are_exact(method):
         assert check_method(m, steps=9, every=4, directions=3, overrides=ADAM).max_rel_error < 1e-6, m
 
 
+def test_adam_truncated_walks_back_with_the_moments_of_its_window():
+    """truncated:4 of a 12-step Adam run walks the same last 4 steps as reverse: the last phase's
+    coefficient adjoints are reverse's (each step's Adam product reads that step's moments), and
+    the earlier phases get none."""
+    cp = tiny_problem(steps=12, every=4, overrides=ADAM)
+    trunc = hypergradient(cp.problem, cp.episode, cp.teacher, cp.teacher_params, cp.spec, method="truncated:4")
+    exact = hypergradient(cp.problem, cp.episode, cp.teacher, cp.teacher_params, cp.spec, method="reverse")
+    assert [bool(d.abs().sum() > 0) for d in trunc.info["d_coeffs"]] == [False, False, True]
+    a, b = trunc.info["d_coeffs"][-1], exact.info["d_coeffs"][-1]
+    assert float(b.norm()) > 0 and float((a - b).norm()) < 1e-12 * float(b.norm())
+
+
 def test_adam_through_a_seq2seq_student_with_dropout_is_exact():
     from l2t.gradcheck import check
 

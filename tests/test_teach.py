@@ -193,6 +193,22 @@ def test_phases_protocol_trains_from_snapshots_and_resumes_exactly(tmp_path, inn
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_phases_snapshots_keep_adams_moments():
+    """With Adam, an episode from a snapshot starts from the reference run's moments (a resumed
+    run would be bit-identical even if they were dropped: this checks them directly)."""
+    from l2t.teach import setup
+    from l2t.teachers import teacher_params
+
+    t = setup(load_config(TINY, {"outer.protocol": "phases", "outer.episode_steps": 8, "outer.snapshots": 3,
+                                 "inner.optimizer": "adam", "inner.lr": 0.003}))
+    t.protocol.make_reference(0, t.teacher, teacher_params(t.teacher))
+    later = [s for s in t.protocol.reference.snapshots if s > 0]
+    assert later
+    for start in later:
+        moments = t.protocol.reference.snapshots[start][1]
+        assert {k.split(":")[0] for k in moments} == {"m", "s"} and all(v.abs().sum() > 0 for v in moments.values())
+
+
 def test_protocol_errors(tmp_path):
     from l2t.errors import L2TError
 
@@ -267,3 +283,15 @@ save_tensors({str(tmp_path / "out.safetensors")!r}, {{**r.grads, "memory": r.mem
     assert meta["outer_loss"] == inside.outer_loss
     assert torch.equal(out["memory"], inside.memory)
     assert all(torch.equal(out[k], inside.grads[k]) for k in inside.grads)
+
+
+def test_a_method_that_cannot_take_adam_is_refused_before_a_run_folder_exists(tmp_path, capsys):
+    from l2t.cli import main
+
+    for command in ("teach", "experiment"):
+        out = tmp_path / command
+        assert main([command, "--config", str(TINY), "--out", str(out), "--no-progress", "--set", "inner.optimizer=adam",
+                     "--set", "outer.hypergrad=reversible"]) == 2
+        assert "'reversible' needs inner.optimizer = sgd" in capsys.readouterr().err and not out.exists()
+    assert main(["train", "--config", str(TINY), "--loss", "ce", "--out", str(tmp_path / "t"), "--set", 'inner.betas=[0.9, 0]']) == 2
+    assert "inner.betas must be two numbers" in capsys.readouterr().err

@@ -115,7 +115,8 @@ def download(name: str, root: str | Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for url, filename, md5, unpack in SOURCES[name]:
         target = root / filename
-        if not (target.is_file() and md5sum(target) == md5):
+        fetched = not (target.is_file() and md5sum(target) == md5)
+        if fetched:
             log.info("downloading %s", url)
             fd, tmp = tempfile.mkstemp(dir=root, prefix=f".{filename}.", suffix=".part")
             try:
@@ -129,6 +130,6 @@ def download(name: str, root: str | Path) -> Path:
                 Path(tmp).unlink(missing_ok=True)
         if unpack == "tar":
             safe_extract(target, root)
-        elif unpack == "gunzip":
+        elif unpack == "gunzip" and (fetched or not target.with_suffix("").is_file()):  # written whole or not at all
             gunzip(target, target.with_suffix(""))
     return root

@@ -11,6 +11,9 @@
 * ``METHOD+compile`` (``reverse``, ``checkpoint``, ``truncated``): the backward walk's per-step
   products by one ``torch.compile``-d program (:mod:`l2t.hypergrad.compiled`).
 
+The student may train by momentum SGD or Adam (``inner.optimizer``); ``reversible`` and the
+``+compile`` products take momentum SGD only (:func:`check_optimizer`).
+
 Every exact method agrees with every other and with central finite differences on a float64
 problem (``l2t check-grad --method NAME``, :mod:`l2t.gradcheck`, and the tests).
 """
@@ -20,8 +23,9 @@ from l2t.hypergrad import reverse as _reverse  # noqa: F401  (registers "reverse
 from l2t.hypergrad import reversible as _reversible  # noqa: F401  (registers "reversible")
 from l2t.hypergrad import truncated as _truncated  # noqa: F401  (registers "truncated")
 from l2t.hypergrad import unrolled as _unrolled  # noqa: F401  (registers "unrolled")
-from l2t.hypergrad.base import METHODS, HypergradResult, deterministic_kernels, get_method, hypergradient
+from l2t.hypergrad.base import METHODS, HypergradResult, check_optimizer, deterministic_kernels, get_method, hypergradient
 
 EXACT_METHODS = ("reverse", "unrolled", "checkpoint", "reversible")
 
-__all__ = ["EXACT_METHODS", "METHODS", "HypergradResult", "deterministic_kernels", "get_method", "hypergradient"]
+__all__ = ["EXACT_METHODS", "METHODS", "HypergradResult", "check_optimizer", "deterministic_kernels", "get_method",
+           "hypergradient"]

@@ -86,6 +86,16 @@ def get_method(spec: str) -> Method:
         raise L2TError(f"bad hypergradient method {spec!r}: {e}") from None
 
 
+def check_optimizer(method: str, optimizer: str) -> None:
+    """A one-line error if ``method`` cannot differentiate through the student's ``optimizer``
+    (``inner.optimizer``): ``reversible`` and the ``+compile`` products take momentum SGD only.
+    Called before anything runs (``teach``, ``experiment``, ``check-grad``) and by :func:`hypergradient`."""
+    name, _, compiled = parse_method(method)
+    if optimizer != "sgd" and (compiled or not METHODS.meta(name).get("any_optimizer", True)):
+        raise L2TError(f"hypergradient method {method!r} needs inner.optimizer = sgd (momentum SGD); with "
+                       f"{optimizer} use reverse, checkpoint, truncated:K or unrolled")
+
+
 def hypergradient(
     problem: InnerProblem,
     episode: Episode,
@@ -102,9 +112,7 @@ def hypergradient(
     On CUDA the work runs with deterministic cuDNN kernels (:func:`deterministic_kernels`)."""
     run = get_method(method)
     name, _, compiled = parse_method(method)
-    if problem.optimizer.walk_needs_state and (compiled or not METHODS.meta(name).get("any_optimizer", True)):
-        raise L2TError(f"hypergradient method {method!r} needs inner.optimizer = sgd (momentum SGD); with adam use "
-                       "reverse, checkpoint, truncated:K or unrolled")
+    check_optimizer(method, "adam" if problem.optimizer.walk_needs_state else "sgd")
     extra = {"products": products_for(problem)} if compiled else {}
     device = next(iter(episode.params.values())).device
     with deterministic_kernels(device):

@@ -69,7 +69,7 @@ class InnerAdam:
     :class:`~l2t.optim.sgd.MomentumSGD` (``init``, ``update``, ``vjp``); its backward step needs
     the step's state and gradient (``walk_needs_state``), so ``reverse`` stores the state as well
     as the weights (3× the trajectory), and ``reversible`` (exact inversion of momentum SGD) and
-    the compiled products refuse it.
+    the compiled products refuse it (:func:`l2t.hypergrad.check_optimizer`).
     """
 
     lr: Callable[[int], float]
@@ -79,7 +79,8 @@ class InnerAdam:
     walk_needs_state = True
 
     def __post_init__(self) -> None:
-        if not all(0.0 <= b < 1.0 for b in self.betas):
+        # β₂ > 0: then s' = 0 only where every gradient so far was 0, and there m' = 0 too
+        if not (0.0 <= self.betas[0] < 1.0 and 0.0 < self.betas[1] < 1.0):
             raise ValueError(f"Invalid betas: {self.betas}")
         if not self.eps > 0:
             raise ValueError(f"Invalid epsilon: {self.eps}")
@@ -119,7 +120,9 @@ class InnerAdam:
             denom = r / math.sqrt(c2) + self.eps
             w = d_params[k]
             dm = d_state[f"m:{k}"] - w * scale / denom
-            # ∂ω'/∂s' = scale · m' / denom² / (2 √c₂ √s'), 0 where s' = 0 (then m' = 0 as well)
+            # ∂ω'/∂s' = scale · m' / denom² / (2 √c₂ √s'); taken as 0 where s' = 0, which with β₂ > 0
+            # means every gradient so far was 0 (or underflowed to 0 when squared), so m' = 0 as well
+            # (up to such underflow: then m' is below √(smallest normal) and the step below it/ε)
             pos = r > 0
             ds = d_state[f"s:{k}"] + torch.where(
                 pos, w * scale * m[k] / (denom * denom * 2 * math.sqrt(c2) * torch.where(pos, r, torch.ones_like(r))),
