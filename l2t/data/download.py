@@ -30,7 +30,6 @@ from l2t.errors import L2TError
 log = logging.getLogger(__name__)
 
 
-
 class Source(NamedTuple):
     url: str
     filename: str  # the name it is saved under in the data set's folder
