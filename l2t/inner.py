@@ -192,9 +192,14 @@ class Episode:
     """What changes between teacher steps: the student to start from and the order of its batches.
 
     An episode runs ``problem.steps`` steps starting at global step ``start`` (0 for a fresh
-    student) from ``params`` and momentum ``velocity`` (``None``: zero). Learning-rate schedule,
-    batches, state refreshes and the features' ``t/T`` all use the global step, so an episode
-    started from a snapshot of a longer run continues that run exactly.
+    student) from ``params`` and the optimizer state ``velocity`` (momentum or Adam's moments;
+    ``None``: zero). Learning-rate schedule, batches, state refreshes and the features' ``t/T``
+    all use the global step, so an episode started from a snapshot of a longer run continues its
+    training exactly, with one exception: the state features that summarise the steps since the
+    previous refresh (the training accuracy of the batches seen; the generic features' changes)
+    start afresh in a new episode. Measured on the check problem (attention teacher, 12 steps,
+    episode from step 8): final weights differ by 9e-5; the schedule teacher, which reads only
+    ``t/T``, continues the run bit for bit.
     """
 
     params: Params
