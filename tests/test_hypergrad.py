@@ -69,8 +69,8 @@ def test_finite_differences_catch_a_walk_that_forgets_momentum(monkeypatch):
 
     step = BackwardWalk.step
 
-    def forgetful(self, *args):
-        step(self, *args)
+    def forgetful(self, *args, **kwargs):
+        step(self, *args, **kwargs)
         self.d_velocity = {k: torch.zeros_like(v) for k, v in self.d_velocity.items()}
 
     monkeypatch.setattr(BackwardWalk, "step", forgetful)
