@@ -28,13 +28,24 @@ def table(folders: list[Path], seeds: int) -> str:
     return "\n".join(rows)
 
 
+def common_seeds(folders: list[Path]) -> int:
+    """The number of leading seeds ``seed0, seed1, ...`` whose summary every folder holds."""
+    n = 0
+    while all((f / f"seed{n}" / "summary.json").is_file() for f in folders):
+        n += 1
+    return n
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folders", type=Path, nargs="+", help="the first is compared with each of the others")
-    p.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="seeds 0..N-1 (default: every leading seed that all the folders hold)")
     args = p.parse_args()
+    if len(args.folders) >= 2 and args.seeds is None:
+        args.seeds = common_seeds(args.folders)
     if len(args.folders) < 2 or args.seeds < 2:
-        raise SystemExit("error: give at least two folders and --seeds 2 or more")
+        raise SystemExit("error: give at least two folders holding seed0/ and seed1/ (or --seeds 2 or more)")
     try:
         print(table(args.folders, args.seeds))
     except L2TError as e:

@@ -53,3 +53,9 @@ def test_paired_compares_the_first_folder_with_each_other_seed_by_seed(tmp_path,
     assert b_row.endswith("| 13.00 ± 1.00 | -2.00 ± 0.58 |")
     with pytest.raises(SystemExit, match="no such file"):
         _run(monkeypatch, "paired.py", tmp_path / "a", tmp_path / "missing", "--seeds", 3)
+    # without --seeds: the seeds both folders hold (b lacks seed2 here)
+    (tmp_path / "b" / "seed2" / "summary.json").unlink()
+    _run(monkeypatch, "paired.py", tmp_path / "a", tmp_path / "b")
+    assert "mean ± std over 2 seeds" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="seed0/ and seed1/"):
+        _run(monkeypatch, "paired.py", tmp_path / "a", tmp_path / "missing")
