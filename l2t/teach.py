@@ -128,6 +128,12 @@ def setup(cfg: Config) -> Teaching:
     teacher = build_teacher(cfg, data).to(device=data.train.device, dtype=resolve_dtype(cfg.dtype))
     problem = build_problem(cfg, data, student, create_loss(teacher.loss_name, **teacher.loss_kwargs()))
     spec = state_spec(cfg, data)
+    if cfg.outer.average > cfg.outer.steps:
+        raise L2TError(f"outer.average = {cfg.outer.average} averages more steps than the run has "
+                       f"(outer.steps = {cfg.outer.steps})")
+    if cfg.outer.average and isinstance(teacher, LossNetworkTeacher):
+        raise L2TError("outer.average does not apply to teacher dln: its students follow the loss networks "
+                       "it went through; set outer.average = 0")
     protocol = online = None
     if cfg.outer.protocol == "phases":
         protocol = PhasesProtocol(cfg, data, student, problem, spec, teacher.init_memory() is not None)
@@ -236,16 +242,33 @@ class TeachState:
     memory: Any  # the teacher's memory
     skipped: int = 0  # teacher steps without a usable episode (every one non-finite or diverged)
     online: Any = None  # protocol online: the student's weights, momentum and buffers (and DLN's loss networks)
+    average: Any = None  # outer.average > 0: the sum of the weights after each of the last outer.average steps
 
     def tree(self) -> dict:
         return {"teacher": self.params, "opt": self.opt, "reference": self.reference, "memory": self.memory,
-                "online": self.online}
+                "online": self.online, "average": self.average}
 
 
 def initial_state(t: Teaching) -> TeachState:
     params = teacher_params(t.teacher)
     online = t.online.initial(t.teacher) if t.online is not None else None
-    return TeachState(params, make_outer_optimizer(t.cfg).init(params), params, t.teacher.init_memory(), online=online)
+    average = {k: torch.zeros_like(v) for k, v in params.items()} if t.cfg.outer.average else None
+    return TeachState(params, make_outer_optimizer(t.cfg).init(params), params, t.teacher.init_memory(), online=online,
+                      average=average)
+
+
+def _accumulate(cfg: Config, average: Any, params: dict, step: int) -> Any:
+    """The running sum of tail averaging (``outer.average``) after teacher step ``step``."""
+    if not cfg.outer.average or step < cfg.outer.steps - cfg.outer.average:
+        return average
+    return {k: average[k] + params[k] for k in average}
+
+
+def final_params(cfg: Config, state: TeachState) -> dict[str, torch.Tensor]:
+    """The weights a finished run saves: the last step's, or the mean over the last ``outer.average``."""
+    if not cfg.outer.average:
+        return state.params
+    return {k: v / cfg.outer.average for k, v in state.average.items()}
 
 
 def teacher_step(t: Teaching, state: TeachState, step: int, run=run_episode, world: World = ALONE) -> tuple[TeachState, dict]:
@@ -351,7 +374,8 @@ def _load_state(run_dir: Path, template: TeachState) -> tuple[int, TeachState]:
     except (KeyError, TypeError, ValueError) as e:
         raise L2TError(f"checkpoint {path} lacks {e}; it does not belong to this run") from None
     tree = unflatten_state(template.tree(), tensors, scalars, "state", str(path))
-    return step, TeachState(tree["teacher"], tree["opt"], tree["reference"], tree["memory"], skipped, tree["online"])
+    return step, TeachState(tree["teacher"], tree["opt"], tree["reference"], tree["memory"], skipped, tree["online"],
+                            tree["average"])
 
 
 #: Config fields that only the comparison around a teacher uses (``l2t experiment``: the learning-rate
@@ -425,7 +449,9 @@ def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, rest
     bar = tqdm(range(start, cfg.outer.steps), initial=start, total=cfg.outer.steps, desc="teacher",
                disable=not progress or not world.main, unit="step")
     for step in bar:
+        average = state.average
         state, record = teacher_step(t, state, step, world=world)
+        state = replace(state, average=_accumulate(cfg, average, state.params, step))
         if world.main:
             if "dev_measure" in record:
                 bar.set_postfix(dev_measure=f"{record['dev_measure']:.4f}", dev_err=f"{record['dev_error']:.4f}")
@@ -446,7 +472,8 @@ def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, rest
             save_teacher(run_dir / "dln_teacher.safetensors", t.teacher, state.params, name=cfg.teacher.name,
                          memory=state.memory, **meta)
         else:
-            save_teacher(teacher_path, t.teacher, state.params, name=cfg.teacher.name, memory=state.memory, **meta)
+            save_teacher(teacher_path, t.teacher, final_params(cfg, state), name=cfg.teacher.name, memory=state.memory,
+                         averaged_steps=cfg.outer.average, **meta)
         write_csv(run_dir / "metrics.csv", metrics)
         if tensorboard:
             write_tensorboard(run_dir, metrics)
@@ -458,6 +485,7 @@ def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, rest
                       "online_dev_error": evaluate(t.student, final["params"], final["buffers"], t.spec.dev).error}
         write_json(run_dir / "summary.json", online | {
             "teacher_steps": cfg.outer.steps,
+            "averaged_steps": cfg.outer.average,
             "skipped_steps": state.skipped,
             "diverged_episodes": sum(r.get("episodes_diverged", 0) for r in metrics),
             "final_dev_measure_last5": sum(r["dev_measure"] for r in tail) / len(tail) if tail else None,

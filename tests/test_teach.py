@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from l2t.config import load_config
-from l2t.io import load_tensors, read_jsonl
+from l2t.io import load_tensors, read_json, read_jsonl
 from l2t.teach import teach
 
 from conftest import ROOT, TINY
@@ -52,6 +52,51 @@ def test_teach_trains_the_schedule_teacher_and_logs_its_weights(tmp_path):
     loaded = load_teacher(tmp_path / "run")
     assert isinstance(loaded.teacher, ScheduleTeacher)
     assert loaded.params["gain"].tolist() == pytest.approx(metrics[-1]["teacher"]["gain"])
+
+
+def test_tail_averaging_saves_the_mean_of_the_last_iterates_and_resumes_exactly(tmp_path, monkeypatch):
+    """outer.average = 3 of 5 steps: the saved teacher is the mean of the weights after steps 2, 3
+    and 4 (logged in metrics); a run that crashes inside the window (after step 3's checkpoint)
+    and is resumed saves the same mean bit for bit."""
+    import l2t.teach as teach_module
+    from l2t.teachers import load_teacher
+
+    ov = {"teacher.name": "schedule", "outer.optimizer": "adam", "outer.lr": 0.01, "outer.steps": 5, "outer.average": 3}
+    cfg = load_config(TINY, ov)
+    teach(cfg, tmp_path / "full", progress=False)
+    metrics = read_jsonl(tmp_path / "full" / "metrics.jsonl")
+    saved = load_teacher(tmp_path / "full").params
+    for k in ("gain", "smoothing"):
+        mean = torch.tensor([m["teacher"][k] for m in metrics[2:]]).mean(0)
+        assert saved[k].tolist() == pytest.approx(mean.tolist(), abs=1e-6)
+        assert saved[k].tolist() != pytest.approx(metrics[-1]["teacher"][k], abs=1e-6)  # not the last iterate
+    assert read_json(tmp_path / "full" / "summary.json")["averaged_steps"] == 3
+
+    step = teach_module.teacher_step
+
+    def crash_at_4(t, state, i, **kw):
+        if i == 4:
+            raise RuntimeError("killed")
+        return step(t, state, i, **kw)
+
+    monkeypatch.setattr(teach_module, "teacher_step", crash_at_4)
+    with pytest.raises(RuntimeError, match="killed"):
+        teach(cfg, tmp_path / "crashed", progress=False)
+    monkeypatch.setattr(teach_module, "teacher_step", step)
+    teach(cfg, tmp_path / "crashed", resume=True, progress=False)
+    a, b = _final_teacher(tmp_path / "full"), _final_teacher(tmp_path / "crashed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("ov, match", [({"outer.average": 5}, "averages more steps"),
+                                       ({"teacher.name": "dln", "outer.protocol": "online", "outer.episode_steps": 5,
+                                         "outer.episodes": 1, "outer.average": 2}, "does not apply to teacher dln")])
+def test_tail_averaging_refuses_what_it_cannot_average(tmp_path, ov, match):
+    from l2t.errors import L2TError
+
+    with pytest.raises(L2TError, match=match):
+        teach(load_config(TINY, ov), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 def test_teach_refuses_to_overwrite_a_run(tmp_path, tiny_config):
