@@ -59,3 +59,24 @@ def test_paired_compares_the_first_folder_with_each_other_seed_by_seed(tmp_path,
     assert "mean ± std over 2 seeds" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="seed0/ and seed1/"):
         _run(monkeypatch, "paired.py", tmp_path / "a", tmp_path / "missing")
+
+
+def test_more_seeds_reruns_an_experiments_losses_on_new_seeds_with_its_rates_and_teacher(tmp_path, monkeypatch, capsys):
+    from l2t.config import load_config
+    from l2t.experiment import run_experiment
+
+    cfg = load_config(TINY, {"losses": ["ce", "l2t-dlf"], "lr_grid": [0.5, 0.1], "tune_seeds": 1})
+    run_experiment(cfg, tmp_path / "exp", seeds=2, progress=False)
+    _run(monkeypatch, "more_seeds.py", tmp_path / "exp", "--seeds", "5:8")
+    table = capsys.readouterr().out
+    assert "over seeds 5..7" in table and "| l2t-dlf |" in table.splitlines()[2] and "| ce |" in table
+    tuned = read_json(tmp_path / "exp" / "results.json")["lr"]
+    for loss in ("ce", "l2t-dlf"):
+        runs = [read_json(tmp_path / "exp" / "more_seeds" / loss / f"seed{s}" / "summary.json") for s in (5, 6, 7)]
+        assert [r["seed"] for r in runs] == [5, 6, 7] and {r["lr"] for r in runs} == {tuned[loss]}
+    assert runs[0]["teacher_path"] == str(tmp_path / "exp" / "teach" / "teacher.safetensors")
+    with pytest.raises(SystemExit) as exit_:
+        _run(monkeypatch, "more_seeds.py", tmp_path / "exp", "--seeds", "5:6")
+    assert exit_.value.code == 2 and "at least 2 seeds" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="no loss 'lsoftmax'"):
+        _run(monkeypatch, "more_seeds.py", tmp_path / "exp", "--seeds", "5:7", "--losses", "ce", "lsoftmax")

@@ -1,0 +1,86 @@
+"""Train the students of an ``l2t experiment`` folder again on further seeds (the same losses,
+learning rates and teacher) and print the paired table over those seeds only.
+
+A check on seeds that no choice was made on: the experiment's evaluation seeds may have guided
+the choice of a setting; these did not.
+
+    python experiments/more_seeds.py runs/demo --seeds 20:40 [--losses l2t-dlf ce] [--out FOLDER]
+
+Each loss folder of RUN_DIR (``RUN_DIR/<loss>/seed0``) is one loss; its ``seed0`` run gives the
+config (learning rate included) and, for a teacher's student, the teacher file. Students go to
+``OUT/<loss>/seed<k>`` (default OUT: ``RUN_DIR/more_seeds``). The first loss (default: the
+teacher's, ``l2t-dlf``, when there is one) is compared with each of the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+from l2t.build import load_splits
+from l2t.config import TEACHER_LOSS, load_config
+from l2t.errors import L2TError
+from l2t.io import read_json
+from l2t.report import mean_std, metric_name, paired_delta, score
+from l2t.train import FixedLoss, load_loss, record_student
+
+
+def seed_range(text: str) -> range:
+    try:
+        lo, hi = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected FIRST:END (e.g. 20:40), got {text!r}") from None
+    if not 0 <= lo < hi - 1:
+        raise argparse.ArgumentTypeError(f"need 0 <= FIRST and at least 2 seeds, got {text!r}")
+    return range(lo, hi)
+
+
+def losses_in(run_dir: Path) -> list[str]:
+    found = sorted(p.parent.parent.name for p in run_dir.glob("*/seed0/summary.json"))
+    return sorted(found, key=lambda name: name != TEACHER_LOSS)  # the teacher's first
+
+
+def run(run_dir: Path, losses: list[str], seeds: range, out: Path) -> str:
+    cfg = load_config(run_dir / losses[0] / "seed0" / "config.json")
+    data = load_splits(cfg)
+    scores = {}
+    for name in losses:
+        first = run_dir / name / "seed0"
+        if not (first / "summary.json").is_file():
+            raise L2TError(f"{run_dir} has no loss {name!r} (no {first / 'summary.json'})")
+        c, summary = load_config(first / "config.json"), read_json(first / "summary.json")
+        loss = load_loss(c, f"teacher:{summary['teacher_path']}") if "teacher_path" in summary else FixedLoss(summary["loss"])
+        for s in seeds:
+            record_student(replace(c, seed=s), data, loss, s, out / name / f"seed{s}", overwrite=True)
+        scores[name] = [read_json(out / name / f"seed{s}" / "summary.json") for s in seeds]
+    name = metric_name([r for runs in scores.values() for r in runs])
+    first = [score(r) for r in scores[losses[0]]]
+    rows = [f"| loss | {name}, mean ± std over seeds {seeds.start}..{seeds.stop - 1} | paired Δ of {losses[0]} (± s.e.) |",
+            "|---|---|---|"]
+    for loss, runs in scores.items():
+        values = [score(r) for r in runs]
+        delta = "" if loss == losses[0] else paired_delta(first, values)
+        rows.append(f"| {loss} | {'%.2f ± %.2f' % mean_std(values)} | {delta} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run_dir", type=Path, help="an l2t experiment (or l2t demo) folder")
+    p.add_argument("--seeds", type=seed_range, required=True, help="FIRST:END, the seeds FIRST..END-1")
+    p.add_argument("--losses", nargs="+", help="the loss folders to run, the first compared with the others "
+                                               "(default: all, the teacher's first)")
+    p.add_argument("--out", type=Path, help="default RUN_DIR/more_seeds")
+    args = p.parse_args()
+    losses = args.losses or losses_in(args.run_dir)
+    if len(losses) < 2:
+        raise SystemExit(f"error: {args.run_dir} needs at least two loss folders with a seed0 run")
+    try:
+        print(run(args.run_dir, losses, args.seeds, args.out or args.run_dir / "more_seeds"))
+    except L2TError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+if __name__ == "__main__":
+    main()
