@@ -8,13 +8,15 @@ the choice of a setting; these did not.
 
 Each loss folder of RUN_DIR (``RUN_DIR/<loss>/seed0``) is one loss; its ``seed0`` run gives the
 config (learning rate included) and, for a teacher's student, the teacher file. Students go to
-``OUT/<loss>/seed<k>`` (default OUT: ``RUN_DIR/more_seeds``). The first loss (default: the
+``OUT/<loss>/seed<k>`` (default OUT: ``RUN_DIR-seedsFIRST-LAST`` beside RUN_DIR, so that ``l2t
+report RUN_DIR`` does not pool them with the experiment's students). The first loss (default: the
 teacher's, ``l2t-dlf``, when there is one) is compared with each of the others.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,13 +44,18 @@ def losses_in(run_dir: Path) -> list[str]:
 
 
 def run(run_dir: Path, losses: list[str], seeds: range, out: Path) -> str:
+    for name in losses:  # every loss is there before anything trains
+        if not (run_dir / name / "seed0" / "summary.json").is_file():
+            raise L2TError(f"{run_dir} has no loss {name!r} (no {run_dir / name / 'seed0' / 'summary.json'})")
+    own = sorted(int(f.name[4:]) for name in losses for f in (run_dir / name).glob("seed*") if f.name[4:].isdigit())
+    overlap = sorted(set(own) & set(seeds))
+    if overlap:
+        print(f"warning: the experiment's own seeds include {', '.join(map(str, overlap))} of these", file=sys.stderr)
     cfg = load_config(run_dir / losses[0] / "seed0" / "config.json")
     data = load_splits(cfg)
     scores = {}
     for name in losses:
         first = run_dir / name / "seed0"
-        if not (first / "summary.json").is_file():
-            raise L2TError(f"{run_dir} has no loss {name!r} (no {first / 'summary.json'})")
         c, summary = load_config(first / "config.json"), read_json(first / "summary.json")
         loss = load_loss(c, f"teacher:{summary['teacher_path']}") if "teacher_path" in summary else FixedLoss(summary["loss"])
         for s in seeds:
@@ -71,13 +78,15 @@ def main() -> None:
     p.add_argument("--seeds", type=seed_range, required=True, help="FIRST:END, the seeds FIRST..END-1")
     p.add_argument("--losses", nargs="+", help="the loss folders to run, the first compared with the others "
                                                "(default: all, the teacher's first)")
-    p.add_argument("--out", type=Path, help="default RUN_DIR/more_seeds")
+    p.add_argument("--out", type=Path, help="default RUN_DIR-seedsFIRST-END, beside RUN_DIR (inside it, l2t report "
+                                            "would pool these students with the experiment's)")
     args = p.parse_args()
     losses = args.losses or losses_in(args.run_dir)
     if len(losses) < 2:
         raise SystemExit(f"error: {args.run_dir} needs at least two loss folders with a seed0 run")
     try:
-        print(run(args.run_dir, losses, args.seeds, args.out or args.run_dir / "more_seeds"))
+        out = args.out or args.run_dir.with_name(f"{args.run_dir.name}-seeds{args.seeds.start}-{args.seeds.stop - 1}")
+        print(run(args.run_dir, losses, args.seeds, out))
     except L2TError as e:
         raise SystemExit(f"error: {e}") from None
 

@@ -126,6 +126,16 @@ def cmd_teach(args: argparse.Namespace) -> int:
     from l2t import distributed
     from l2t.teach import teach
 
+    if args.resume:
+        given = [flag for flag, value in (("--config", args.config), ("--set", args.overrides), ("--data", args.data),
+                                          ("--student", args.student), ("--teacher", args.teacher_name),
+                                          ("--steps", args.steps), ("--epochs", args.epochs), ("--lr", args.lr),
+                                          ("--batch-size", args.batch_size), ("--seed", args.seed),
+                                          ("--hypergrad", args.hypergrad), ("--src", args.src), ("--tgt", args.tgt),
+                                          ("--download", args.download))
+                 if value not in (None, [], False)]
+        if given:
+            raise L2TError(f"--resume continues a run with its saved config; it takes no {', '.join(given)}")
     cfg = None if args.resume else _config(args, **{"outer.hypergrad": args.hypergrad})
     world = distributed.init(args.device or (cfg.device if cfg is not None else "cpu"))
     kw = dict(progress=not args.no_progress, tensorboard=args.tensorboard, world=world)
@@ -336,7 +346,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.set_defaults(func=cmd_train)
 
     for name, text, default in [
-        ("demo", "the demo (the shipped config demo): on digits, tune every loss, teach, compare over 5 seeds", "runs/demo"),
+        ("demo", "the demo (the shipped config demo): on digits, tune every loss, teach, compare over 10 seeds", "runs/demo"),
         ("experiment", "one experiment (a config, l2t config --list): tune every loss, teach, compare over seeds", None),
     ]:
         p = sub.add_parser(name, help=text)

@@ -155,7 +155,8 @@ class OuterConfig:
                                      "(a uniform guess) is diverged and skipped", positive)
     checkpoint_every: int = _key(5, "save a resumable checkpoint every this many teacher steps", at_least(1))
     average: int = _key(0, "save the mean of the teacher's weights over its last N steps (tail averaging: the "
-                           "result depends less on where a still-moving teacher stops); 0: the last step's", at_least(0))
+                           "result depends less on where a still-moving teacher stops); 0: the last step's. At most outer.steps; "
+                           "not for teachers with memory (recurrent, dln)", at_least(0))
 
 
 @dataclass(frozen=True)

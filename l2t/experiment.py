@@ -32,7 +32,7 @@ from l2t.figures import has_phi, plot_coeffs, plot_dev_measure
 from l2t.io import read_json, write_json
 from l2t.losses import LOSSES
 from l2t.report import higher_is_better, mean_std, metric_name, paired_delta, score, seed_summaries
-from l2t.teach import STATE_FILE, teach
+from l2t.teach import STATE_FILE, check_average, teach
 from l2t.train import FixedLoss, LossSpec, load_loss, record_student, tune_lr
 
 LABELS = {
@@ -77,6 +77,7 @@ def run_experiment(cfg: Config, out: Path, *, seeds: int, progress: bool = True,
         TEACHERS.get(cfg.teacher.name)
         get_method(cfg.outer.hypergrad)
         check_optimizer(cfg.outer.hypergrad, cfg.inner.optimizer)
+        check_average(cfg)
         check_run_dir(out / "teach")
     data = load_splits(cfg)
     specs: dict[str, LossSpec] = {loss: FixedLoss(loss) for loss in cfg.losses if loss != TEACHER_LOSS}

@@ -58,7 +58,7 @@ from l2t.protocols import PhasesProtocol
 from l2t.pytree import all_finite
 from l2t.runs import check_run_dir, check_tokenizer, init_run, save_tokenizer
 from l2t.students import Student
-from l2t.teachers import LossNetworkTeacher, StateSpec, Teacher, save_teacher, teacher_params
+from l2t.teachers import TEACHERS, LossNetworkTeacher, StateSpec, Teacher, save_teacher, teacher_params
 
 log = logging.getLogger(__name__)
 
@@ -117,23 +117,30 @@ class Teaching:
         return True
 
 
+def check_average(cfg: Config) -> None:
+    """Tail averaging (``outer.average``) needs at least that many steps and a teacher without
+    memory: a memory (a GRU state, L2T-DLN's loss networks) was made by the last weights, not by
+    their mean."""
+    if cfg.outer.average > cfg.outer.steps:
+        raise L2TError(f"outer.average = {cfg.outer.average} averages more steps than the run has "
+                       f"(outer.steps = {cfg.outer.steps})")
+    if cfg.outer.average and TEACHERS.get(cfg.teacher.name).init_memory is not Teacher.init_memory:
+        raise L2TError(f"outer.average does not apply to teacher {cfg.teacher.name}: its memory was made by the "
+                       "last weights, not by their mean; set outer.average = 0")
+
+
 def setup(cfg: Config) -> Teaching:
     """Everything a teacher step of ``cfg`` needs; every name in the config is checked here,
     before a run folder is written."""
     get_method(cfg.outer.hypergrad)
     check_optimizer(cfg.outer.hypergrad, cfg.inner.optimizer)
+    check_average(cfg)
     make_outer_optimizer(cfg)
     data = load_splits(cfg)
     student = build_student(cfg, data)
     teacher = build_teacher(cfg, data).to(device=data.train.device, dtype=resolve_dtype(cfg.dtype))
     problem = build_problem(cfg, data, student, create_loss(teacher.loss_name, **teacher.loss_kwargs()))
     spec = state_spec(cfg, data)
-    if cfg.outer.average > cfg.outer.steps:
-        raise L2TError(f"outer.average = {cfg.outer.average} averages more steps than the run has "
-                       f"(outer.steps = {cfg.outer.steps})")
-    if cfg.outer.average and isinstance(teacher, LossNetworkTeacher):
-        raise L2TError("outer.average does not apply to teacher dln: its students follow the loss networks "
-                       "it went through; set outer.average = 0")
     protocol = online = None
     if cfg.outer.protocol == "phases":
         protocol = PhasesProtocol(cfg, data, student, problem, spec, teacher.init_memory() is not None)
@@ -264,11 +271,12 @@ def _accumulate(cfg: Config, average: Any, params: dict, step: int) -> Any:
     return {k: average[k] + params[k] for k in average}
 
 
-def final_params(cfg: Config, state: TeachState) -> dict[str, torch.Tensor]:
-    """The weights a finished run saves: the last step's, or the mean over the last ``outer.average``."""
-    if not cfg.outer.average:
+def final_params(t: Teaching, state: TeachState) -> dict[str, torch.Tensor]:
+    """The weights a finished run saves: the last step's, or the mean over the last
+    ``outer.average`` (projected onto the teacher's feasible set, in case it is not convex)."""
+    if not t.cfg.outer.average:
         return state.params
-    return {k: v / cfg.outer.average for k, v in state.average.items()}
+    return t.teacher.project({k: v / t.cfg.outer.average for k, v in state.average.items()})
 
 
 def teacher_step(t: Teaching, state: TeachState, step: int, run=run_episode, world: World = ALONE) -> tuple[TeachState, dict]:
@@ -321,7 +329,7 @@ def teacher_step(t: Teaching, state: TeachState, step: int, run=run_episode, wor
             "dev_error": sum(r.dev_error for r in ok) / n, "grad_norm": finite_or_none(norm),
         } | logged
     record["seconds"] = time.perf_counter() - t0
-    return TeachState(params, opt_state, reference, memory, skipped), record
+    return TeachState(params, opt_state, reference, memory, skipped, average=state.average), record
 
 
 def _update_teacher(t: Teaching, params: dict, opt_state: Any, grads: dict) -> tuple[dict, Any, dict]:
@@ -344,7 +352,8 @@ def _online_step(t: Teaching, state: TeachState, step: int) -> tuple[TeachState,
     if not out["finite"]:
         skipped += 1
         log.warning("teacher step %d: non-finite online hypergradient; teacher and student unchanged", step)
-        return TeachState(params, opt_state, state.reference, state.memory, skipped, state.online), record | {
+        return TeachState(params, opt_state, state.reference, state.memory, skipped, state.online,
+                          state.average), record | {
             "seconds": time.perf_counter() - t0}
     grads = out["grads"]
     record["grad_norm"] = finite_or_none(_global_norm(grads))
@@ -358,7 +367,7 @@ def _online_step(t: Teaching, state: TeachState, step: int) -> tuple[TeachState,
         m = evaluate(t.student, out["online"]["params"], out["online"]["buffers"], t.spec.dev)
         record |= {"dev_measure": m.expected_accuracy, "dev_error": m.error}
     record["seconds"] = time.perf_counter() - t0
-    return TeachState(params, opt_state, state.reference, out["memory"], skipped, out["online"]), record
+    return TeachState(params, opt_state, state.reference, out["memory"], skipped, out["online"], state.average), record
 
 
 def _save_state(run_dir: Path, step: int, state: TeachState) -> None:
@@ -449,9 +458,8 @@ def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, rest
     bar = tqdm(range(start, cfg.outer.steps), initial=start, total=cfg.outer.steps, desc="teacher",
                disable=not progress or not world.main, unit="step")
     for step in bar:
-        average = state.average
         state, record = teacher_step(t, state, step, world=world)
-        state = replace(state, average=_accumulate(cfg, average, state.params, step))
+        state = replace(state, average=_accumulate(cfg, state.average, state.params, step))
         if world.main:
             if "dev_measure" in record:
                 bar.set_postfix(dev_measure=f"{record['dev_measure']:.4f}", dev_err=f"{record['dev_error']:.4f}")
@@ -472,7 +480,7 @@ def teach(cfg: Config | None, run_dir: str | Path, *, resume: bool = False, rest
             save_teacher(run_dir / "dln_teacher.safetensors", t.teacher, state.params, name=cfg.teacher.name,
                          memory=state.memory, **meta)
         else:
-            save_teacher(teacher_path, t.teacher, final_params(cfg, state), name=cfg.teacher.name, memory=state.memory,
+            save_teacher(teacher_path, t.teacher, final_params(t, state), name=cfg.teacher.name, memory=state.memory,
                          averaged_steps=cfg.outer.average, **meta)
         write_csv(run_dir / "metrics.csv", metrics)
         if tensorboard:

@@ -205,6 +205,10 @@ def cases(tmp):
         ("image-student-on-sequences", ["train", "--loss", "ce", "--data", "toy-reverse", "--student", "lenet"],
          "lenet is an image classifier"),
         ("resume-nothing", ["teach", "--resume", tmp / "nothing"], "cannot resume"),
+        ("resume-with-set", ["teach", "--resume", tmp / "nothing", "--set", "outer.average=2"], "it takes no --set"),
+        ("average-longer-than-run", ["teach", "--set", "outer.average=5"], "averages more steps than the run has"),
+        ("average-with-memory", ["teach", "--teacher", "recurrent", "--set", "outer.average=1"],
+         "does not apply to teacher recurrent"),
     ]
 
 
@@ -226,7 +230,7 @@ NAMES = [
     "cifar-object-array", "teacher-keys-0", "teacher-keys-huge", "teacher-no-name", "teacher-config-is-a-list",
     "teacher-state-every-0", "teacher-state-every-text", "teacher-meta-is-a-list", "teacher-other-classes",
     "teacher-not-a-file", "teacher-garbage", "unknown-loss", "learned-loss-alone", "seq-student-on-images",
-    "image-student-on-sequences", "resume-nothing",
+    "image-student-on-sequences", "resume-nothing", "resume-with-set", "average-longer-than-run", "average-with-memory",
 ]
 
 
@@ -239,7 +243,8 @@ def test_bad_input_is_one_error_line(name, table, tmp_path, capsys, monkeypatch)
     monkeypatch.chdir(tmp_path)  # default run folders land here
     _, argv, message = table[name]
     # the case's own values come last, so they win over the short defaults
-    full = [*argv, "--no-progress"] if argv[0] == "check-grad" else [argv[0], *SHORT, *argv[1:]]
+    # (--resume takes its run's config, no --config or --set)
+    full = [*argv, "--no-progress"] if argv[0] == "check-grad" or "--resume" in argv else [argv[0], *SHORT, *argv[1:]]
     code, out, err = run(capsys, full)
     lines = [line for line in err.splitlines() if line.startswith("l2t: error:")]
     assert code == 2, (code, err)

@@ -65,14 +65,15 @@ def test_more_seeds_reruns_an_experiments_losses_on_new_seeds_with_its_rates_and
     from l2t.config import load_config
     from l2t.experiment import run_experiment
 
-    cfg = load_config(TINY, {"losses": ["ce", "l2t-dlf"], "lr_grid": [0.5, 0.1], "tune_seeds": 1})
+    cfg = load_config(TINY, {"losses": ["ce", "l2t-dlf"], "lr_grid": [0.5, 0.1], "tune_seeds": 1, "inner.lr": 0.2})
     run_experiment(cfg, tmp_path / "exp", seeds=2, progress=False)
     _run(monkeypatch, "more_seeds.py", tmp_path / "exp", "--seeds", "5:8")
     table = capsys.readouterr().out
     assert "over seeds 5..7" in table and "| l2t-dlf |" in table.splitlines()[2] and "| ce |" in table
     tuned = read_json(tmp_path / "exp" / "results.json")["lr"]
+    assert tuned["ce"] != cfg.inner.lr  # so that the rate below is the tuned one, not the config's
     for loss in ("ce", "l2t-dlf"):
-        runs = [read_json(tmp_path / "exp" / "more_seeds" / loss / f"seed{s}" / "summary.json") for s in (5, 6, 7)]
+        runs = [read_json(tmp_path / "exp-seeds5-7" / loss / f"seed{s}" / "summary.json") for s in (5, 6, 7)]
         assert [r["seed"] for r in runs] == [5, 6, 7] and {r["lr"] for r in runs} == {tuned[loss]}
     assert runs[0]["teacher_path"] == str(tmp_path / "exp" / "teach" / "teacher.safetensors")
     with pytest.raises(SystemExit) as exit_:
@@ -80,3 +81,17 @@ def test_more_seeds_reruns_an_experiments_losses_on_new_seeds_with_its_rates_and
     assert exit_.value.code == 2 and "at least 2 seeds" in capsys.readouterr().err
     with pytest.raises(SystemExit, match="no loss 'lsoftmax'"):
         _run(monkeypatch, "more_seeds.py", tmp_path / "exp", "--seeds", "5:7", "--losses", "ce", "lsoftmax")
+    assert not (tmp_path / "exp-seeds5-6").exists()  # refused before any student trained
+    _run(monkeypatch, "more_seeds.py", tmp_path / "exp", "--seeds", "1:3", "--losses", "ce", "l2t-dlf")
+    assert "the experiment's own seeds include 1 of these" in capsys.readouterr().err
+
+
+def test_experiment_refuses_a_bad_outer_average_before_tuning(tmp_path, monkeypatch):
+    import l2t.experiment as experiment
+    from l2t.config import load_config
+    from l2t.errors import L2TError
+
+    monkeypatch.setattr(experiment, "tune_lr", lambda *a, **k: pytest.fail("tuned before the check"))
+    cfg = load_config(TINY, {"losses": ["ce", "l2t-dlf"], "outer.steps": 2, "outer.average": 3})
+    with pytest.raises(L2TError, match="averages more steps"):
+        experiment.run_experiment(cfg, tmp_path / "exp", seeds=2, progress=False)

@@ -71,6 +71,7 @@ def test_tail_averaging_saves_the_mean_of_the_last_iterates_and_resumes_exactly(
         assert saved[k].tolist() == pytest.approx(mean.tolist(), abs=1e-6)
         assert saved[k].tolist() != pytest.approx(metrics[-1]["teacher"][k], abs=1e-6)  # not the last iterate
     assert read_json(tmp_path / "full" / "summary.json")["averaged_steps"] == 3
+    assert load_teacher(tmp_path / "full").meta["averaged_steps"] == 3
 
     step = teach_module.teacher_step
 
@@ -90,7 +91,8 @@ def test_tail_averaging_saves_the_mean_of_the_last_iterates_and_resumes_exactly(
 
 @pytest.mark.parametrize("ov, match", [({"outer.average": 5}, "averages more steps"),
                                        ({"teacher.name": "dln", "outer.protocol": "online", "outer.episode_steps": 5,
-                                         "outer.episodes": 1, "outer.average": 2}, "does not apply to teacher dln")])
+                                         "outer.episodes": 1, "outer.average": 2}, "does not apply to teacher dln"),
+                                       ({"teacher.name": "recurrent", "outer.average": 2}, "does not apply to teacher recurrent")])
 def test_tail_averaging_refuses_what_it_cannot_average(tmp_path, ov, match):
     from l2t.errors import L2TError
 
