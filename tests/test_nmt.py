@@ -264,7 +264,7 @@ def test_a_tiny_translation_run_end_to_end(tmp_path, capsys, monkeypatch):
     cfg = json.loads((tmp_path / "t" / "config.json").read_text())
     cfg["data"]["options"]["vocab_size"] = 50
     (tmp_path / "t" / "config.json").write_text(json.dumps(cfg))
-    assert main(["teach", "--resume", str(tmp_path / "t"), "--set", "outer.steps=3", "--no-progress"]) == 2
+    assert main(["teach", "--resume", str(tmp_path / "t"), "--no-progress"]) == 2
     assert "is not the subword model of this data" in capsys.readouterr().err
     # so is a teacher's student on data of another subword model
     other = [c if c != 'data.options={"vocab_size": 60, "max_len": 40}' else 'data.options={"vocab_size": 50, "max_len": 40}'
