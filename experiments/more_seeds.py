@@ -78,7 +78,7 @@ def main() -> None:
     p.add_argument("--seeds", type=seed_range, required=True, help="FIRST:END, the seeds FIRST..END-1")
     p.add_argument("--losses", nargs="+", help="the loss folders to run, the first compared with the others "
                                                "(default: all, the teacher's first)")
-    p.add_argument("--out", type=Path, help="default RUN_DIR-seedsFIRST-END, beside RUN_DIR (inside it, l2t report "
+    p.add_argument("--out", type=Path, help="default RUN_DIR-seedsFIRST-LAST, beside RUN_DIR (inside it, l2t report "
                                             "would pool these students with the experiment's)")
     args = p.parse_args()
     losses = args.losses or losses_in(args.run_dir)
