@@ -24,7 +24,7 @@ from l2t.build import load_splits
 from l2t.config import TEACHER_LOSS, load_config
 from l2t.errors import L2TError
 from l2t.io import read_json
-from l2t.report import mean_std, metric_name, paired_delta, score
+from l2t.report import metric_name, paired_table, score
 from l2t.train import FixedLoss, load_loss, record_student
 
 
@@ -62,14 +62,8 @@ def run(run_dir: Path, losses: list[str], seeds: range, out: Path) -> str:
             record_student(replace(c, seed=s), data, loss, s, out / name / f"seed{s}", overwrite=True)
         scores[name] = [read_json(out / name / f"seed{s}" / "summary.json") for s in seeds]
     name = metric_name([r for runs in scores.values() for r in runs])
-    first = [score(r) for r in scores[losses[0]]]
-    rows = [f"| loss | {name}, mean ± std over seeds {seeds.start}..{seeds.stop - 1} | paired Δ of {losses[0]} (± s.e.) |",
-            "|---|---|---|"]
-    for loss, runs in scores.items():
-        values = [score(r) for r in runs]
-        delta = "" if loss == losses[0] else paired_delta(first, values)
-        rows.append(f"| {loss} | {'%.2f ± %.2f' % mean_std(values)} | {delta} |")
-    return "\n".join(rows)
+    return paired_table("loss", f"{name}, mean ± std over seeds {seeds.start}..{seeds.stop - 1}",
+                        [(loss, [score(r) for r in runs]) for loss, runs in scores.items()])
 
 
 def main() -> None:

@@ -13,19 +13,14 @@ import argparse
 from pathlib import Path
 
 from l2t.errors import L2TError
-from l2t.report import mean_std, metric_name, paired_delta, score, seed_summaries
+from l2t.report import metric_name, paired_table, score, seed_summaries
 
 
 def table(folders: list[Path], seeds: int) -> str:
-    errors = {f: [score(r) for r in seed_summaries(f, seeds)] for f in folders}
-    first = errors[folders[0]]
-    name = metric_name([r for f in folders for r in seed_summaries(f, seeds)])
-    rows = [f"| folder | {name}, mean ± std over {seeds} seeds | paired Δ of {folders[0]} (± s.e.) |",
-            "|---|---|---|"]
-    for f in folders:
-        delta = "" if f == folders[0] else paired_delta(first, errors[f])
-        rows.append(f"| {f} | {'%.2f ± %.2f' % mean_std(errors[f])} | {delta} |")
-    return "\n".join(rows)
+    summaries = [(f, seed_summaries(f, seeds)) for f in folders]
+    name = metric_name([r for _, runs in summaries for r in runs])
+    return paired_table("folder", f"{name}, mean ± std over {seeds} seeds",
+                        [(str(f), [score(r) for r in runs]) for f, runs in summaries])
 
 
 def common_seeds(folders: list[Path]) -> int:

@@ -46,6 +46,17 @@ def paired_delta(xs: list[float], ys: list[float]) -> str:
     return f"{statistics.mean(d):+.2f} ± {statistics.stdev(d) / len(d) ** 0.5:.2f}"
 
 
+def paired_table(column: str, over: str, scores: list[tuple[str, list[float]]]) -> str:
+    """A markdown table of ``(name, per-seed numbers)`` pairs: each one's mean ± std (header
+    ``over``) and, for every other name, the paired difference of the first from it."""
+    first_name, first = scores[0]
+    rows = [f"| {column} | {over} | paired Δ of {first_name} (± s.e.) |", "|---|---|---|"]
+    for name, values in scores:
+        delta = "" if name == first_name else paired_delta(first, values)
+        rows.append(f"| {name} | {'%.2f ± %.2f' % mean_std(values)} | {delta} |")
+    return "\n".join(rows)
+
+
 #: a student run's reported number by task: summary key -> (name, scale to the table's unit);
 #: every one but the test error is higher-is-better. The first key a summary holds is its number.
 HEADLINES = {"test_bleu": ("test BLEU", 1.0), "test_miou": ("test mIoU (%)", 100.0),
