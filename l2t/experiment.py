@@ -25,14 +25,13 @@ from l2t.build import load_splits
 from l2t.config import TEACHER_LOSS, Config
 from l2t.distributed import ALONE, World, barrier, broadcast_text
 from l2t.errors import L2TError
-from l2t.hypergrad import check_optimizer, get_method
 from l2t.runs import check_run_dir
 from l2t.teachers import TEACHERS
 from l2t.figures import has_phi, plot_coeffs, plot_dev_measure
 from l2t.io import read_json, write_json
 from l2t.losses import LOSSES
 from l2t.report import higher_is_better, mean_std, metric_name, paired_delta, score, seed_summaries
-from l2t.teach import STATE_FILE, check_average, teach
+from l2t.teach import STATE_FILE, check_teaching, teach
 from l2t.train import FixedLoss, LossSpec, load_loss, record_student, tune_lr
 
 LABELS = {
@@ -75,9 +74,7 @@ def run_experiment(cfg: Config, out: Path, *, seeds: int, progress: bool = True,
         raise L2TError(f"unknown loss(es) {', '.join(unknown)} in losses; known: {', '.join(LOSSES.list() + [TEACHER_LOSS])}")
     if TEACHER_LOSS in cfg.losses:
         TEACHERS.get(cfg.teacher.name)
-        get_method(cfg.outer.hypergrad)
-        check_optimizer(cfg.outer.hypergrad, cfg.inner.optimizer)
-        check_average(cfg)
+        check_teaching(cfg)
         check_run_dir(out / "teach")
     data = load_splits(cfg)
     specs: dict[str, LossSpec] = {loss: FixedLoss(loss) for loss in cfg.losses if loss != TEACHER_LOSS}

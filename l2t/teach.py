@@ -129,12 +129,18 @@ def check_average(cfg: Config) -> None:
                        "last weights, not by their mean; set outer.average = 0")
 
 
-def setup(cfg: Config) -> Teaching:
-    """Everything a teacher step of ``cfg`` needs; every name in the config is checked here,
-    before a run folder is written."""
+def check_teaching(cfg: Config) -> None:
+    """The checks of a teacher run that need only the config (``setup`` and ``l2t experiment``
+    make them before any data is loaded or any student trained)."""
     get_method(cfg.outer.hypergrad)
     check_optimizer(cfg.outer.hypergrad, cfg.inner.optimizer)
     check_average(cfg)
+
+
+def setup(cfg: Config) -> Teaching:
+    """Everything a teacher step of ``cfg`` needs; every name in the config is checked here,
+    before a run folder is written."""
+    check_teaching(cfg)
     make_outer_optimizer(cfg)
     data = load_splits(cfg)
     student = build_student(cfg, data)
