@@ -241,7 +241,11 @@ def cmd_check_grad(args: argparse.Namespace) -> int:
         raise L2TError(f"--directions must be at least 1, got {args.directions}")
     device = resolve_device(args.device or "cpu")
     cfg = check_config(student=args.student, teacher=args.teacher, steps=args.steps, every=args.every,
-                       seed=args.seed or 0, momentum=args.momentum, device=str(device), overrides=args.overrides)
+                       seed=args.seed or 0, momentum=0.9 if args.momentum is None else args.momentum,
+                       device=str(device), overrides=args.overrides)
+    if args.momentum is not None and cfg.inner.optimizer != "sgd":
+        raise L2TError(f"--momentum is momentum SGD's; the student's optimizer here is {cfg.inner.optimizer} "
+                       "(set its moments with --set inner.betas=...)")
     cp = check_problem(cfg)
     print(f"method {args.method}, student {cfg.student.name} on {cfg.data.name}, {cfg.teacher.name} teacher: float64, "
           f"{cfg.inner.steps} {'Adam' if cfg.inner.optimizer == 'adam' else 'momentum-SGD'} steps, state refreshed every "
@@ -363,7 +367,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
                    help="override a value of the check problem's config, e.g. --set student.options='{\"dropout\": 0.3}'")
     p.add_argument("--steps", type=int, default=12, help="student steps (default 12)")
     p.add_argument("--every", type=int, default=4, help="state refresh interval (default 4)")
-    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--momentum", type=float, help="the student's SGD momentum (default 0.9; not with Adam)")
     p.add_argument("--teacher", default="attention", help="teacher whose weights are checked (l2t list)")
     p.add_argument("--directions", type=int, default=6, help="random directions to check (default 6)")
     p.add_argument("--tol", type=float, default=1e-6, help="largest relative error that passes (default 1e-6)")

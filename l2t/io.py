@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
@@ -49,9 +50,12 @@ def _atomic_target(path: Path) -> tuple[int, str]:
 def remove_stale_temporaries(folder: Path) -> int:
     """Delete the temporary files a killed writer left in ``folder`` (and one level down);
     returns how many."""
-    stale = [f for pattern in (f".*{TMP_SUFFIX}", f"*/.*{TMP_SUFFIX}") for f in folder.glob(pattern) if f.is_file()]
+    stale = [f for pattern in (f".*{TMP_SUFFIX}", f"*/.*{TMP_SUFFIX}") for f in folder.glob(pattern)]
     for f in stale:
-        f.unlink(missing_ok=True)
+        if f.is_dir():  # a half-written TensorBoard folder
+            shutil.rmtree(f, ignore_errors=True)
+        else:
+            f.unlink(missing_ok=True)
     return len(stale)
 
 
@@ -221,14 +225,23 @@ def _summary_writer_class():
 def write_tensorboard(run_dir: str | Path, records: list[dict], keys: list[str] | None = None) -> None:
     """Scalars of per-step ``records`` as TensorBoard event files in ``run_dir/tensorboard`` (the
     optional ``tensorboard`` extra: ``pip install 'l2t[tensorboard]'``); ``keys`` default to
-    every numeric field."""
-    writer = _summary_writer_class()(log_dir=str(Path(run_dir) / "tensorboard"))
-    with writer:
-        for r in records:
-            for key, value in r.items():
-                if key != "step" and (keys is None or key in keys) and isinstance(value, (int, float)) \
-                        and not isinstance(value, bool):
-                    writer.add_scalar(key, value, r["step"])
+    every numeric field. ``records`` is the whole history: the folder is replaced, not appended to,
+    so that a resumed run's folder holds each step once."""
+    cls = _summary_writer_class()
+    final = Path(run_dir) / "tensorboard"
+    tmp = Path(tempfile.mkdtemp(prefix=".tensorboard-", suffix=TMP_SUFFIX, dir=run_dir))
+    try:
+        with cls(log_dir=str(tmp)) as writer:
+            for r in records:
+                for key, value in r.items():
+                    if key != "step" and (keys is None or key in keys) and isinstance(value, (int, float)) \
+                            and not isinstance(value, bool):
+                        writer.add_scalar(key, value, r["step"])
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def require_tensorboard() -> None:

@@ -153,6 +153,8 @@ def cases(tmp):
         ("check-grad-every-0", ["check-grad", "--every", "0"], "teacher.state_every must be at least 1"),
         ("check-grad-momentum-1", ["check-grad", "--momentum", "1.0"], "inner.momentum must be in [0, 1)"),
         ("check-grad-steps-0", ["check-grad", "--steps", "0"], "inner.steps must be at least 1"),
+        ("check-grad-momentum-adam", ["check-grad", "--momentum", "0.5", "--set", "inner.optimizer=adam"],
+         "--momentum is momentum SGD's"),
         ("check-grad-directions-0", ["check-grad", "--directions", "0"], "--directions must be at least 1"),
         # data
         ("npz-nan-label", ["train", "--loss", "ce", "--data", npz(tmp / "n.npz", y_train=np.r_[np.nan, np.arange(299) % 3])],
@@ -224,7 +226,7 @@ NAMES = [
     "state-every-0", "widths-string", "widths-zero", "unknown-key", "wrong-type", "dtype", "protocol",
     "outer-optimizer", "lr-schedule", "objective", "hypergrad", "lr-grid", "features", "data-options",
     "config-not-utf8", "config-not-a-table", "config-bad-toml", "config-section-is-a-value", "train-out-under-a-file",
-    "teach-out-is-a-file", "check-grad-every-0", "check-grad-momentum-1", "check-grad-steps-0",
+    "teach-out-is-a-file", "check-grad-every-0", "check-grad-momentum-1", "check-grad-momentum-adam", "check-grad-steps-0",
     "check-grad-directions-0", "npz-nan-label", "npz-1d-x", "npz-gap-in-labels", "npz-string-array", "idx-label-200",
     "idx-one-based-train", "cifar-float-pixels", "cifar-negative-pixels", "cifar-string-labels", "cifar-label-2-70",
     "cifar-object-array", "teacher-keys-0", "teacher-keys-huge", "teacher-no-name", "teacher-config-is-a-list",

@@ -73,3 +73,47 @@ def test_read_jsonl_drops_a_torn_last_line(tmp_path):
     with open(path, "a") as f:
         f.write('{"step": 2, "dev')  # a writer killed mid-line
     assert read_jsonl(path) == [{"step": 0}, {"step": 1}]
+
+
+class _FakeWriter:
+    """Stands in for TensorBoard's SummaryWriter (not installed in the test environment): one
+    event file per writer, a line per scalar."""
+
+    def __init__(self, log_dir):
+        self.path = os.path.join(log_dir, f"events.out.tfevents.{id(self)}")
+
+    def __enter__(self):
+        self.f = open(self.path, "w")
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+    def add_scalar(self, key, value, step):
+        self.f.write(f"{key} {value} {step}\n")
+
+
+def test_tensorboard_folder_is_replaced_not_appended_to_on_resume(tmp_path, monkeypatch):
+    import l2t.io as io
+
+    monkeypatch.setattr(io, "_summary_writer_class", lambda: _FakeWriter)
+    io.write_tensorboard(tmp_path, [{"step": 0, "loss": 1.0}])
+    io.write_tensorboard(tmp_path, [{"step": 0, "loss": 1.0}, {"step": 1, "loss": 0.5, "ok": True}])
+    events = list((tmp_path / "tensorboard").iterdir())
+    assert len(events) == 1 and events[0].read_text() == "loss 1.0 0\nloss 0.5 1\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tensorboard"]  # no temporary folder left
+
+
+def test_a_killed_tensorboard_write_leaves_the_old_folder_and_its_temporary_is_removed(tmp_path, monkeypatch):
+    import l2t.io as io
+
+    monkeypatch.setattr(io, "_summary_writer_class", lambda: _FakeWriter)
+    io.write_tensorboard(tmp_path, [{"step": 0, "loss": 1.0}])
+    monkeypatch.setattr(_FakeWriter, "add_scalar", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        io.write_tensorboard(tmp_path, [{"step": 0, "loss": 1.0}, {"step": 1, "loss": 0.5}])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tensorboard"]
+    assert next((tmp_path / "tensorboard").iterdir()).read_text() == "loss 1.0 0\n"
+    (tmp_path / f".tensorboard-x{io.TMP_SUFFIX}").mkdir()  # what a kill -9 mid-write leaves
+    assert io.remove_stale_temporaries(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tensorboard"]
