@@ -74,7 +74,10 @@ def detect(logits: torch.Tensor, boxes: torch.Tensor, stride: int, *, top: int =
 
 def coco_map(detections: list, truth: list, num_classes: int) -> tuple[float, float]:
     """``(mAP@0.5, mAP@[.5:.95])`` by pycocotools' ``COCOeval`` (``bbox``) of per-image detections
-    ``(boxes xyxy, scores, labels)`` against per-image true ``(boxes xyxy, labels)``."""
+    ``(boxes xyxy, scores, labels)`` against per-image true ``(boxes xyxy, labels[, ignore])``.
+    Objects flagged in ``ignore`` go to ``COCOeval`` as ``iscrowd``: they count in no recall, and a
+    detection matched to one counts neither as right nor as wrong (COCO's rule for crowd regions,
+    under which a detection matches one when its intersection covers half the detection's area)."""
     coco_mod, eval_mod = _require("pycocotools.coco"), _require("pycocotools.cocoeval")
 
     def xywh(box):
@@ -83,11 +86,12 @@ def coco_map(detections: list, truth: list, num_classes: int) -> tuple[float, fl
 
     images = [{"id": i} for i in range(len(truth))]
     anns = []
-    for i, (boxes, labels) in enumerate(truth):
-        for box, lab in zip(boxes, labels):
+    for i, (boxes, labels, *flags) in enumerate(truth):
+        ignore = flags[0].tolist() if flags else [False] * len(labels)
+        for box, lab, crowd in zip(boxes, labels, ignore):
             x, y, w, h = xywh(box)
             anns.append({"id": len(anns) + 1, "image_id": i, "category_id": int(lab), "bbox": [x, y, w, h],
-                         "area": w * h, "iscrowd": 0})
+                         "area": w * h, "iscrowd": int(crowd)})
     gt = coco_mod.COCO()
     gt.dataset = {"images": images, "annotations": anns, "categories": [{"id": k} for k in range(1, num_classes)]}
     dets = [{"image_id": i, "category_id": int(lab), "bbox": xywh(box), "score": float(s)}

@@ -11,7 +11,7 @@ import torch
 
 from l2t.cli import main
 from l2t.data import load_data
-from l2t.data.dense import compose, dense_splits, encode_boxes
+from l2t.data.dense import IGNORE, compose, dense_splits, encode_boxes
 from l2t.data.examples import TensorExamples
 from l2t.errors import L2TError
 from l2t.losses import box_regression, create_loss, focal, init_loss_network, reduce_loss
@@ -55,7 +55,8 @@ def test_box_encoding_round_trips_through_detect_and_scores_perfectly():
     ex, truth = data.test, data.objects["test"]
     logits = torch.where(torch.nn.functional.one_hot(ex.y, 11).bool(), 10.0, -10.0)
     found = detect(logits, ex.aux, data.task.stride)
-    for (boxes, scores, labels), (true_boxes, true_labels) in zip(found, truth):
+    for (boxes, scores, labels), (true_boxes, true_labels, ignore) in zip(found, truth):
+        assert not ignore.any()  # composites have no crowd or difficult objects
         order = torch.argsort(labels * 1000 + boxes[:, 0])
         want = torch.argsort(true_labels * 1000 + true_boxes[:, 0])
         assert torch.equal(labels[order], true_labels[want])
@@ -68,6 +69,40 @@ def test_larger_object_keeps_a_shared_cell():
     cls, target = encode_boxes(boxes, torch.tensor([3, 5]), (16, 16), 4)
     assert cls[1, 1] == 3 and int((cls > 0).sum()) == 1
     assert torch.allclose(target[1, 1], torch.tensor([0.0, 0.0, torch.log(torch.tensor(2.0)), torch.log(torch.tensor(2.0))]))
+
+
+def test_an_ignored_object_marks_its_cell_ignored_unless_a_real_object_holds_it():
+    boxes = torch.tensor([[0.0, 0.0, 8.0, 8.0], [8.0, 8.0, 16.0, 16.0], [1.0, 1.0, 7.0, 7.0]])
+    cls, target = encode_boxes(boxes, torch.tensor([3, 5, 2]), (16, 16), 4, torch.tensor([False, True, True]))
+    assert cls[1, 1] == 3 and cls[3, 3] == IGNORE and int((cls > 0).sum()) == 2 and not target[3, 3].any()
+    examples = TensorExamples(torch.zeros(1, 1, 16, 16), cls[None], aux=target[None], ignore_index=IGNORE)
+    batch = examples.take(torch.arange(1))
+    assert not batch.mask[0, 3, 3] and int(batch.mask.sum()) == 15 and batch.targets[0, 3, 3] == 0
+
+
+def test_map_ignores_crowd_and_difficult_objects():
+    # image 0: a real object and an ignored one; a detection of each
+    truth = [(torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]]), torch.tensor([1, 1]),
+              torch.tensor([False, True]))]
+    both = [(truth[0][0], torch.tensor([0.8, 0.9]), torch.tensor([1, 1]))]
+    assert coco_map(both, truth, 2) == pytest.approx((1.0, 1.0))  # the ignored hit is no false positive
+    counted = [(truth[0][0], truth[0][1])]
+    assert coco_map(both, counted, 2)[0] == pytest.approx(1.0)  # both real: both right
+    only_real = [(truth[0][0][:1], torch.tensor([0.8]), torch.tensor([1]))]
+    assert coco_map(only_real, truth, 2) == pytest.approx((1.0, 1.0))  # the ignored one is no miss
+    assert coco_map(only_real, counted, 2)[0] == pytest.approx(0.5, abs=0.01)  # counted, it is one
+
+
+def test_voc_difficult_objects_are_masked_in_training_and_ignored_in_evaluation(tmp_path):
+    from tests.test_dense_readers import write_voc
+
+    voc = write_voc(tmp_path / "voc")
+    (voc / "ImageSets/Main/val.txt").write_text("2007_000001\n")  # its person is difficult
+    det = load_data("voc-det", dev_size=1, options={"root": str(tmp_path / "voc"), "size": 16})
+    boxes, labels, ignore = det.objects["test"][0]
+    assert labels.tolist() == [12, 15] and ignore.tolist() == [False, True]
+    batch = det.test.take(torch.arange(1))
+    assert batch.mask is not None and int((~batch.mask).sum()) == 1
 
 
 def test_iou_and_map_on_hand_made_cases():

@@ -129,19 +129,21 @@ def test_voc_detection(tmp_path):
         assert t["boxes"].dtype == torch.float32 and t["labels"].dtype == torch.long
         assert t["boxes"].shape == (len(t["labels"]), 4)
     # 40x30 -> 20x20: x * 0.5, y * 2/3; (xmin - 1, ymin - 1, xmax, ymax)
-    assert torch.allclose(targets[0]["boxes"], torch.tensor([[0.0, 0.0, 10.0, 10.0]]))
-    assert targets[0]["labels"].tolist() == [12]  # the difficult person is dropped
+    # the difficult person is kept, flagged to be ignored
+    assert torch.allclose(targets[0]["boxes"], torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 5 * 2 / 3, 20.0, 20.0]]))
+    assert targets[0]["labels"].tolist() == [12, 15] and targets[0]["ignore"].tolist() == [False, True]
     # 50x50 -> 20x20: * 0.4
     assert torch.allclose(targets[1]["boxes"], torch.tensor([[4.0, 8.0, 12.0, 20.0], [0.0, 0.0, 2.0, 2.0]]))
-    assert targets[1]["labels"].tolist() == [8, 1]
-    assert targets[2]["boxes"].shape == (0, 4) and targets[2]["labels"].shape == (0,)
+    assert targets[1]["labels"].tolist() == [8, 1] and targets[1]["ignore"].tolist() == [False, False]
+    # 33x47 -> 20x20: x * 20/33, y * 20/47; its only object is difficult
+    assert torch.allclose(targets[2]["boxes"], torch.tensor([[20 / 33, 20 / 47, 200 / 33, 200 / 47]]))
+    assert targets[2]["labels"].tolist() == [20] and targets[2]["ignore"].tolist() == [True]
 
     _, kept = read_voc_detection(voc, "train", S, keep_difficult=True)
-    assert torch.allclose(kept[0]["boxes"], torch.tensor([[0.0, 0.0, 10.0, 10.0], [5.0, 5 * 2 / 3, 20.0, 20.0]]))
-    assert kept[0]["labels"].tolist() == [12, 15]
-    # 33x47 -> 20x20: x * 20/33, y * 20/47
-    assert torch.allclose(kept[2]["boxes"], torch.tensor([[20 / 33, 20 / 47, 200 / 33, 200 / 47]]))
-    assert kept[2]["labels"].tolist() == [20]
+    assert torch.allclose(kept[0]["boxes"], targets[0]["boxes"])
+    assert kept[0]["labels"].tolist() == [12, 15] and not kept[0]["ignore"].any()
+    assert torch.allclose(kept[2]["boxes"], targets[2]["boxes"])
+    assert kept[2]["labels"].tolist() == [20] and not kept[2]["ignore"].any()
 
 
 def _seg(voc):
@@ -261,9 +263,10 @@ def test_coco_detection(tmp_path):
         assert torch.equal(images[i], pil_resized(images_dir / name))
     for t in targets:
         assert t["boxes"].dtype == torch.float32 and t["labels"].dtype == torch.long
-    # image 3, 50x50 -> * 0.4; its crowd annotation is skipped
-    assert torch.allclose(targets[0]["boxes"], torch.tensor([[4.0, 2.0, 12.0, 12.0]]))
-    assert targets[0]["labels"].tolist() == [3]
+    # image 3, 50x50 -> * 0.4; its crowd annotation is kept, flagged to be ignored
+    assert torch.allclose(targets[0]["boxes"], torch.tensor([[4.0, 2.0, 12.0, 12.0], [0.0, 0.0, 20.0, 20.0]]))
+    assert targets[0]["labels"].tolist() == [3, 1] and targets[0]["ignore"].tolist() == [False, True]
+    assert not targets[1]["ignore"].any()
     # image 7, 40x30 -> x * 0.5, y * 2/3; the zero-width box is skipped
     assert torch.allclose(targets[1]["boxes"], torch.tensor([[2.0, 2.0, 10.0, 10.0], [10.25, 10.0, 20.0, 20.0]]))
     assert targets[1]["labels"].tolist() == [2, 1]
@@ -271,7 +274,7 @@ def test_coco_detection(tmp_path):
 
     images2, targets2, names2 = read_coco_detection(images_dir, path, S, max_images=2)
     assert images2.shape == (2, 3, S, S) and torch.equal(images2, images[:2]) and names2 == names
-    assert [t["labels"].tolist() for t in targets2] == [[3], [2, 1]]
+    assert [t["labels"].tolist() for t in targets2] == [[3, 1], [2, 1]]
 
 
 COCO_BAD = {

@@ -5,8 +5,10 @@ The JSON (COCO's "instances" format) is an object with ``images`` (``{"id", "fil
 "category_id", "bbox": [x, y, w, h], "iscrowd", "area"}``, ``bbox`` in 0-based continuous pixels
 of the original image) and ``categories`` (``{"id", "name"}``). Category ids (1..90 with gaps in
 COCO) become contiguous labels 1..K in increasing id order, 0 being the background. Crowd
-annotations and boxes of zero width or height are skipped; images are taken in increasing id
-order, resized to ``size x size`` (no letterbox) with Pillow's bilinear filter, boxes scaled to match.
+annotations are kept, flagged in ``ignore``: no detector is trained on them, and the evaluation
+passes them to ``COCOeval`` as ``iscrowd``, as COCO's protocol does. Boxes of zero width or height
+are skipped; images are taken in increasing id order, resized to ``size x size`` (no letterbox)
+with Pillow's bilinear filter, boxes scaled to match.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def read_coco_detection(
     images_dir: str | Path, annotations_json: str | Path, size: int, max_images: int | None = None
 ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]], tuple[str, ...]]:
     """Images ``(N, 3, size, size)`` uint8, one ``{"boxes": (k, 4) float32 xyxy, "labels": (k,) long
-    in 1..K}`` per image, and ``("background", name_1, ..., name_K)``. ``max_images`` keeps the first
+    in 1..K, "ignore": (k,) bool (crowd)}`` per image, and ``("background", name_1, ..., name_K)``. ``max_images`` keeps the first
     images by id. A ``width``/``height`` in the JSON must match the decoded image."""
     size, images_dir, path = check_size(size), Path(images_dir), Path(annotations_json)
     if max_images is not None and (not _is_int(max_images) or max_images < 1):
@@ -86,8 +88,6 @@ def read_coco_detection(
 
     per_image: dict[int, list[dict]] = {r["id"]: [] for r in records}
     for j, a in enumerate(annotations):
-        if a.get("iscrowd"):
-            continue
         if not (_is_int(a["image_id"]) and a["image_id"] in known and _is_int(a["category_id"])
                 and a["category_id"] in label_of):
             raise L2TError(f"COCO annotations {path}: annotations[{j}] refers to unknown image id "
@@ -104,7 +104,7 @@ def read_coco_detection(
             raise L2TError(f"image {images_dir / r['file_name']} is {width}x{height} but {path} says "
                            f"{r.get('width')}x{r.get('height')}")
         images[i] = resize_rgb(image, size)
-        boxes, labels = [], []
+        boxes, labels, crowd = [], [], []
         for a in per_image[r["id"]]:
             bbox = a["bbox"]
             if (not isinstance(bbox, list) or len(bbox) != 4
@@ -118,6 +118,8 @@ def read_coco_detection(
             sx, sy = size / width, size / height
             boxes.append([min(max(v, 0.0), size) for v in (x * sx, y * sy, (x + w) * sx, (y + h) * sy)])
             labels.append(label_of[a["category_id"]])
+            crowd.append(bool(a.get("iscrowd")))
         targets.append({"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-                        "labels": torch.tensor(labels, dtype=torch.long)})
+                        "labels": torch.tensor(labels, dtype=torch.long),
+                        "ignore": torch.tensor(crowd, dtype=torch.bool)})
     return images, targets, class_names

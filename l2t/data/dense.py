@@ -17,7 +17,9 @@ canvases from the items' test split: no item appears in two splits.
 ``(dx, dy, log w/stride, log h/stride)``, with ``(dx, dy)`` the box centre's offset inside its cell.
 An object's cell is the one holding its box centre; of two objects in one cell the larger keeps it
 (the composites never have two; a VOC or COCO image can, and then the smaller object is only in
-the evaluation, where it counts as missed).
+the evaluation, where it counts as missed). An object to be ignored (a COCO crowd region, a VOC
+``difficult`` object) marks its cell :data:`IGNORE`, masked out of every loss, unless a real object
+holds that cell, and goes to the evaluation as a region that counts neither way.
 """
 
 from __future__ import annotations
@@ -92,23 +94,34 @@ def compose(items: np.ndarray, item_labels: np.ndarray, count: int, *, canvas: i
     return Composites(torch.from_numpy(images).unsqueeze(1).float() / 255.0, torch.from_numpy(masks), all_boxes, all_labels)
 
 
-def encode_boxes(boxes: torch.Tensor, labels: torch.Tensor, size: tuple[int, int], stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_boxes(boxes: torch.Tensor, labels: torch.Tensor, size: tuple[int, int], stride: int,
+                 ignore: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One image's boxes ``(k, 4)`` (xyxy, pixels) and labels ``(k,)`` -> cell classes ``(Gh, Gw)``
-    (0 = background) and box targets ``(Gh, Gw, 4)`` (zero at background cells)."""
+    (0 = background) and box targets ``(Gh, Gw, 4)`` (zero at background cells). An object flagged
+    in ``ignore`` (a crowd region, a difficult object) marks its cell :data:`IGNORE` unless a real
+    object holds it: no loss is taken there."""
     gh, gw = size[0] // stride, size[1] // stride
     cls = torch.zeros(gh, gw, dtype=torch.long)
     target = torch.zeros(gh, gw, 4)
     area = torch.zeros(gh, gw)
-    for (x0, y0, x1, y1), label in zip(boxes.tolist(), labels.tolist()):
+    ignored = []
+    flags = [False] * len(labels) if ignore is None else ignore.tolist()
+    for (x0, y0, x1, y1), label, skip in zip(boxes.tolist(), labels.tolist(), flags):
         w, h = x1 - x0, y1 - y0
         if w <= 0 or h <= 0:
             continue
         cx, cy = (x0 + x1) / 2 / stride, (y0 + y1) / 2 / stride
         i, j = min(int(cy), gh - 1), min(int(cx), gw - 1)
+        if skip:
+            ignored.append((i, j))
+            continue
         if cls[i, j] and area[i, j] >= w * h:
             continue  # the larger object keeps the cell
         cls[i, j], area[i, j] = label, w * h
         target[i, j] = torch.tensor([cx - j, cy - i, np.log(w / stride), np.log(h / stride)])
+    for i, j in ignored:
+        if cls[i, j] == 0:
+            cls[i, j] = IGNORE
     return cls, target
 
 
@@ -121,7 +134,8 @@ def check_stride(name: str, size: int, stride: int) -> None:
 
 def dense_splits(name: str, task: SegmentationTask | DetectionTask, splits: dict[str, tuple]) -> DataSplits:
     """``splits``: ``train``/``dev``/``test`` -> ``(images (N, C, H, W) float, masks (N, H, W))``
-    for segmentation, or ``(images, boxes, labels)`` for detection. Images are standardised by the
+    for segmentation, or ``(images, boxes, labels[, ignore])`` for detection (``ignore``: per image,
+    ``(k,)`` bool flags of the objects no loss is taken on and the evaluation ignores). Images are standardised by the
     training split's mean and std per channel; detection targets are encoded on the task's grid,
     and the true boxes are kept for the evaluation (``DataSplits.objects``)."""
     x_train = splits["train"][0]
@@ -142,16 +156,19 @@ def dense_splits(name: str, task: SegmentationTask | DetectionTask, splits: dict
                                f"(and not the ignore label {task.ignore_index}): {int(y[bad][0])}")
             examples[split] = TensorExamples(x, y.long(), ignore_index=task.ignore_index)
         else:
-            boxes, labels = targets
+            boxes, labels, *flags = targets
+            ignore = flags[0] if flags else [torch.zeros(len(lab), dtype=torch.bool) for lab in labels]
             check_stride(name, task.input_shape[1], task.stride)
             check_stride(name, task.input_shape[2], task.stride)
             bad = [int(lab.min()) for lab in labels if len(lab) and (lab.min() < 1 or lab.max() >= task.num_classes)]
             if bad:
                 raise L2TError(f"{name}: {split} has box labels outside [1, {task.num_classes})")
-            enc = [encode_boxes(b, lab, task.input_shape[1:], task.stride) for b, lab in zip(boxes, labels)]
+            enc = [encode_boxes(b, lab, task.input_shape[1:], task.stride, ig) for b, lab, ig in zip(boxes, labels, ignore)]
             y = torch.stack([c for c, _ in enc])
-            examples[split] = TensorExamples(x, y, aux=torch.stack([t for _, t in enc]))
-            objects[split] = list(zip(boxes, labels))
+            # a mask only where some object is ignored, so that other data sets' batches stay as they were
+            examples[split] = TensorExamples(x, y, aux=torch.stack([t for _, t in enc]),
+                                             ignore_index=IGNORE if any(ig.any() for ig in ignore) else None)
+            objects[split] = list(zip(boxes, labels, ignore))
     return DataSplits(name, examples["train"], examples["dev"], examples["test"], task, objects=objects or None)
 
 
@@ -204,7 +221,8 @@ def _hold_out(name: str, n: int, dev_size: int, train_size: int | None, split_se
 
 def _image_splits(name: str, kind: str, task, train: tuple, test: tuple, dev_size: int, train_size, test_size,
                   split_seed: int) -> DataSplits:
-    """``train``/``test``: ``(images uint8 (N, 3, S, S), masks)`` or ``(images, [{"boxes", "labels"}])``;
+    """``train``/``test``: ``(images uint8 (N, 3, S, S), masks)`` or ``(images, [{"boxes", "labels",
+    "ignore"}])``;
     the dev split is held out of train."""
     dev_idx, train_idx = _hold_out(name, len(train[0]), dev_size, train_size, split_seed)
     n_test = len(test[0]) if test_size is None else min(test_size, len(test[0]))
@@ -214,7 +232,8 @@ def _image_splits(name: str, kind: str, task, train: tuple, test: tuple, dev_siz
         if kind == "segmentation":
             return x, split[1][idx]
         targets = [split[1][i] for i in idx.tolist()]
-        return x, [t["boxes"] for t in targets], [t["labels"] for t in targets]
+        return (x, [t["boxes"] for t in targets], [t["labels"] for t in targets],
+                [t.get("ignore", torch.zeros(len(t["labels"]), dtype=torch.bool)) for t in targets])
 
     return dense_splits(name, task, {"train": pick(train, train_idx), "dev": pick(train, dev_idx),
                                      "test": pick(test, torch.arange(n_test))})

@@ -30,7 +30,7 @@ class DataSplits:
     task: Task
     tokenizer: Any = None  # sequence data: the subword model (l2t.data.parallel.Tokenizer)
     texts: Any = None  # sequence data: split -> [(source, target)] raw sentences (BLEU's references)
-    objects: Any = None  # detection: split -> [(boxes (k, 4) xyxy, labels (k,))] per image (mAP's ground truth)
+    objects: Any = None  # detection: split -> [(boxes (k, 4) xyxy, labels (k,), ignore (k,) bool)] per image (mAP's ground truth)
 
     @property
     def num_classes(self) -> int:

@@ -134,14 +134,15 @@ def _number(obj: ET.Element, tag: str, path: Path) -> float:
 
 
 def read_voc_annotation(path: Path, width: int, height: int, size: int, keep_difficult: bool = False):
-    """Boxes ``(k, 4)`` float32 xyxy in the resized image and labels ``(k,)`` long from one XML file."""
+    """Boxes ``(k, 4)`` float32 xyxy in the resized image, labels ``(k,)`` long and the ``difficult``
+    flags ``(k,)`` bool (all false with ``keep_difficult``) from one XML file."""
     if not path.is_file():
         raise L2TError(f"missing VOC annotation file {path}")
     try:
         tree = ET.fromstring(path.read_bytes())
     except (OSError, ET.ParseError) as e:
         raise L2TError(f"cannot parse VOC annotation {path}: {e}") from None
-    boxes, labels = [], []
+    boxes, labels, ignore = [], [], []
     for obj in tree.findall("object"):
         name = (obj.findtext("name") or "").strip()
         if name not in VOC_CLASSES[1:]:
@@ -149,8 +150,6 @@ def read_voc_annotation(path: Path, width: int, height: int, size: int, keep_dif
         difficult = (obj.findtext("difficult") or "0").strip()
         if difficult not in ("0", "1"):
             raise L2TError(f"annotation {path}: <difficult> must be 0 or 1, got {difficult!r}")
-        if difficult == "1" and not keep_difficult:
-            continue
         box = obj.find("bndbox")
         if box is None:
             raise L2TError(f"annotation {path}: object {name!r} has no <bndbox>")
@@ -161,15 +160,19 @@ def read_voc_annotation(path: Path, width: int, height: int, size: int, keep_dif
         sx, sy = size / width, size / height
         boxes.append([min(max(v, 0.0), size) for v in ((x0 - 1) * sx, (y0 - 1) * sy, x1 * sx, y1 * sy)])
         labels.append(VOC_CLASSES.index(name))
-    return (torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), torch.tensor(labels, dtype=torch.long))
+        ignore.append(difficult == "1" and not keep_difficult)
+    return (torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), torch.tensor(labels, dtype=torch.long),
+            torch.tensor(ignore, dtype=torch.bool))
 
 
 def read_voc_detection(
     root: str | Path, split: str, size: int, keep_difficult: bool = False
 ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
     """Images ``(N, 3, size, size)`` uint8 and one ``{"boxes": (k, 4) float32 xyxy, "labels": (k,)
-    long in 1..20}`` per image, for the ids of ``ImageSets/Main/<split>.txt``, in the list's order.
-    Boxes are scaled by the decoded image's size (the XML's ``<size>`` is not used)."""
+    long in 1..20, "ignore": (k,) bool}`` per image, for the ids of ``ImageSets/Main/<split>.txt``, in
+    the list's order. ``ignore`` flags the ``difficult`` objects (none with ``keep_difficult``): no
+    detector is trained on them and the evaluation ignores them, as VOC's protocol does. Boxes are
+    scaled by the decoded image's size (the XML's ``<size>`` is not used)."""
     size, folder = check_size(size), find_voc_root(root)
     ids = read_split_list(folder, "Main", split)
     images = torch.empty((len(ids), 3, size, size), dtype=torch.uint8)
@@ -177,7 +180,7 @@ def read_voc_detection(
     for i, image_id in enumerate(ids):
         image = open_image(folder / "JPEGImages" / f"{image_id}.jpg")
         images[i] = resize_rgb(image, size)
-        boxes, labels = read_voc_annotation(folder / "Annotations" / f"{image_id}.xml", *image.size, size,
-                                            keep_difficult)
-        targets.append({"boxes": boxes, "labels": labels})
+        boxes, labels, ignore = read_voc_annotation(folder / "Annotations" / f"{image_id}.xml", *image.size, size,
+                                                    keep_difficult)
+        targets.append({"boxes": boxes, "labels": labels, "ignore": ignore})
     return images, targets
