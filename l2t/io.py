@@ -50,13 +50,15 @@ def _atomic_target(path: Path) -> tuple[int, str]:
 def remove_stale_temporaries(folder: Path) -> int:
     """Delete the temporary files a killed writer left in ``folder`` (and one level down);
     returns how many."""
-    stale = [f for pattern in (f".*{TMP_SUFFIX}", f"*/.*{TMP_SUFFIX}") for f in folder.glob(pattern)]
+    stale = [f for pattern in (f".*{TMP_SUFFIX}", f"*/.*{TMP_SUFFIX}") for f in folder.glob(pattern)
+             if f.is_file() or f.is_symlink()]
+    # and the folders write_tensorboard works in (its own names, at the top level only)
+    folders = [f for f in folder.glob(f"{_TB_PREFIX}*{TMP_SUFFIX}") if f.is_dir() and not f.is_symlink()]
     for f in stale:
-        if f.is_dir():  # a half-written TensorBoard folder
-            shutil.rmtree(f, ignore_errors=True)
-        else:
-            f.unlink(missing_ok=True)
-    return len(stale)
+        f.unlink(missing_ok=True)
+    for f in folders:
+        shutil.rmtree(f, ignore_errors=True)
+    return len(stale) + len(folders)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -214,6 +216,9 @@ def write_csv(path: str | Path, records: list[dict]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+_TB_PREFIX = ".tensorboard-"  # write_tensorboard's temporary folders: .tensorboard-{new,old}-XXXX.tmp
+
+
 def _summary_writer_class():
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -229,19 +234,36 @@ def write_tensorboard(run_dir: str | Path, records: list[dict], keys: list[str] 
     so that a resumed run's folder holds each step once."""
     cls = _summary_writer_class()
     final = Path(run_dir) / "tensorboard"
-    tmp = Path(tempfile.mkdtemp(prefix=".tensorboard-", suffix=TMP_SUFFIX, dir=run_dir))
-    try:
-        with cls(log_dir=str(tmp)) as writer:
+
+    def write(log_dir: Path) -> None:
+        with cls(log_dir=str(log_dir)) as writer:
             for r in records:
                 for key, value in r.items():
                     if key != "step" and (keys is None or key in keys) and isinstance(value, (int, float)) \
                             and not isinstance(value, bool):
                         writer.add_scalar(key, value, r["step"])
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    try:
+        if final.is_symlink():  # a link into a shared log folder: replace its event files in place
+            for old in final.glob("events.out.tfevents.*"):
+                old.unlink()
+            write(final)
+            return
+        # written aside, then swapped in by two renames; a kill leaves the old folder or the new
+        # one (and a temporary folder that the next resume deletes)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{_TB_PREFIX}new-", suffix=TMP_SUFFIX, dir=run_dir))
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it 0700
+        old = tmp.with_name(tmp.name.replace(f"{_TB_PREFIX}new-", f"{_TB_PREFIX}old-"))
+        try:
+            write(tmp)
+            if final.exists():
+                final.rename(old)
+            tmp.rename(final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        raise L2TError(f"cannot write the TensorBoard events in {final}: {e}") from None
 
 
 def require_tensorboard() -> None:

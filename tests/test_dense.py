@@ -11,7 +11,7 @@ import torch
 
 from l2t.cli import main
 from l2t.data import load_data
-from l2t.data.dense import IGNORE, compose, dense_splits, encode_boxes
+from l2t.data.dense import IGNORED_CELL, compose, dense_splits, encode_boxes
 from l2t.data.examples import TensorExamples
 from l2t.errors import L2TError
 from l2t.losses import box_regression, create_loss, focal, init_loss_network, reduce_loss
@@ -72,10 +72,13 @@ def test_larger_object_keeps_a_shared_cell():
 
 
 def test_an_ignored_object_marks_its_cell_ignored_unless_a_real_object_holds_it():
-    boxes = torch.tensor([[0.0, 0.0, 8.0, 8.0], [8.0, 8.0, 16.0, 16.0], [1.0, 1.0, 7.0, 7.0]])
-    cls, target = encode_boxes(boxes, torch.tensor([3, 5, 2]), (16, 16), 4, torch.tensor([False, True, True]))
-    assert cls[1, 1] == 3 and cls[3, 3] == IGNORE and int((cls > 0).sum()) == 2 and not target[3, 3].any()
-    examples = TensorExamples(torch.zeros(1, 1, 16, 16), cls[None], aux=target[None], ignore_index=IGNORE)
+    # a larger ignored object listed first shares cell (1, 1) with a real one; another is alone in (3, 3)
+    boxes = torch.tensor([[0.0, 0.0, 8.0, 8.0], [1.0, 1.0, 7.0, 7.0], [8.0, 8.0, 16.0, 16.0]])
+    cls, target = encode_boxes(boxes, torch.tensor([2, 3, 5]), (16, 16), 4, torch.tensor([True, False, True]))
+    assert cls[1, 1] == 3 and cls[3, 3] == IGNORED_CELL and not target[3, 3].any()
+    assert int((cls != 0).sum()) == 2  # one object cell, one ignored cell
+    assert torch.allclose(target[1, 1], torch.tensor([0.0, 0.0, torch.log(torch.tensor(1.5)), torch.log(torch.tensor(1.5))]))
+    examples = TensorExamples(torch.zeros(1, 1, 16, 16), cls[None], aux=target[None], ignore_index=IGNORED_CELL)
     batch = examples.take(torch.arange(1))
     assert not batch.mask[0, 3, 3] and int(batch.mask.sum()) == 15 and batch.targets[0, 3, 3] == 0
 
@@ -101,8 +104,18 @@ def test_voc_difficult_objects_are_masked_in_training_and_ignored_in_evaluation(
     det = load_data("voc-det", dev_size=1, options={"root": str(tmp_path / "voc"), "size": 16})
     boxes, labels, ignore = det.objects["test"][0]
     assert labels.tolist() == [12, 15] and ignore.tolist() == [False, True]
-    batch = det.test.take(torch.arange(1))
-    assert batch.mask is not None and int((~batch.mask).sum()) == 1
+    # the train list's difficult objects (a person in 2007_000001, a monitor in 2007_000003) are in
+    # train or dev; 2007_000001 is also the test split
+    masked = {}
+    for name in ("train", "dev", "test"):
+        split = getattr(det, name)
+        batch = split.take(torch.arange(len(split)))
+        masked[name] = 0 if batch.mask is None else int((~batch.mask).sum())
+        assert int((batch.targets == 15).sum()) == int((batch.targets == 20).sum()) == 0  # no object cells
+    assert masked["test"] == 1 and masked["train"] + masked["dev"] == 2
+    with pytest.raises(L2TError, match="different counts"):
+        dense_splits("x", det.task, {s: (torch.zeros(1, 3, 16, 16), [boxes], [labels], [ignore[:1]])
+                                     for s in ("train", "dev", "test")})
 
 
 def test_iou_and_map_on_hand_made_cases():

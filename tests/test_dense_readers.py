@@ -287,6 +287,8 @@ COCO_BAD = {
                  r"bad bbox \[1, 1, -2, 2\] for image id 3"),
     "short bbox": ({"annotations": [{"id": 9, "image_id": 3, "category_id": 1, "bbox": [1, 1], "iscrowd": 0}]},
                    "bad bbox"),
+    "iscrowd text": ({"annotations": [{"id": 9, "image_id": 3, "category_id": 1, "bbox": [1, 1, 2, 2], "iscrowd": "0"}]},
+                     r"annotations\[0\] has iscrowd '0' \(expected 0 or 1\)"),
     "images not a list": ({"images": {"id": 3}}, "'images' must be a list"),
     "image record": ({"images": [{"id": 3}]}, r"images\[0\] must be an object with id, file_name"),
     "duplicate image ids": ({"images": COCO_IMAGES + [COCO_IMAGES[0]]}, "duplicate image ids"),

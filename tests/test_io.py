@@ -114,6 +114,27 @@ def test_a_killed_tensorboard_write_leaves_the_old_folder_and_its_temporary_is_r
         io.write_tensorboard(tmp_path, [{"step": 0, "loss": 1.0}, {"step": 1, "loss": 0.5}])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tensorboard"]
     assert next((tmp_path / "tensorboard").iterdir()).read_text() == "loss 1.0 0\n"
-    (tmp_path / f".tensorboard-x{io.TMP_SUFFIX}").mkdir()  # what a kill -9 mid-write leaves
+    left = tmp_path / f".tensorboard-new-x{io.TMP_SUFFIX}"  # what a kill -9 mid-write leaves
+    left.mkdir()
+    (left / "events.out.tfevents.1").write_text("half")
+    (tmp_path / f".not-ours{io.TMP_SUFFIX}").mkdir()  # a folder l2t did not make: left alone
     assert io.remove_stale_temporaries(tmp_path) == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tensorboard"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".not-ours{io.TMP_SUFFIX}", "tensorboard"]
+    assert (tmp_path / "tensorboard").stat().st_mode & 0o777 == 0o777 & ~io._UMASK  # not mkdtemp's 0700
+
+
+def test_tensorboard_through_a_symlinked_folder_replaces_its_events_in_place(tmp_path, monkeypatch):
+    import l2t.io as io
+
+    monkeypatch.setattr(io, "_summary_writer_class", lambda: _FakeWriter)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "keep.txt").write_text("other")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "tensorboard").symlink_to(shared)
+    for n in (1, 2):
+        io.write_tensorboard(run, [{"step": s, "loss": 1.0} for s in range(n)])
+    events = sorted(p.name for p in shared.iterdir() if p.name.startswith("events"))
+    assert len(events) == 1 and (shared / events[0]).read_text() == "loss 1.0 0\nloss 1.0 1\n"
+    assert (shared / "keep.txt").exists() and (run / "tensorboard").is_symlink()

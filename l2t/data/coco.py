@@ -88,6 +88,8 @@ def read_coco_detection(
 
     per_image: dict[int, list[dict]] = {r["id"]: [] for r in records}
     for j, a in enumerate(annotations):
+        if a.get("iscrowd", 0) not in (0, 1) or isinstance(a.get("iscrowd"), (bool, float)):
+            raise L2TError(f"COCO annotations {path}: annotations[{j}] has iscrowd {a.get('iscrowd')!r} (expected 0 or 1)")
         if not (_is_int(a["image_id"]) and a["image_id"] in known and _is_int(a["category_id"])
                 and a["category_id"] in label_of):
             raise L2TError(f"COCO annotations {path}: annotations[{j}] refers to unknown image id "
@@ -118,7 +120,7 @@ def read_coco_detection(
             sx, sy = size / width, size / height
             boxes.append([min(max(v, 0.0), size) for v in (x * sx, y * sy, (x + w) * sx, (y + h) * sy)])
             labels.append(label_of[a["category_id"]])
-            crowd.append(bool(a.get("iscrowd")))
+            crowd.append(a.get("iscrowd", 0) == 1)
         targets.append({"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
                         "labels": torch.tensor(labels, dtype=torch.long),
                         "ignore": torch.tensor(crowd, dtype=torch.bool)})

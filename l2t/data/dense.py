@@ -18,7 +18,7 @@ canvases from the items' test split: no item appears in two splits.
 An object's cell is the one holding its box centre; of two objects in one cell the larger keeps it
 (the composites never have two; a VOC or COCO image can, and then the smaller object is only in
 the evaluation, where it counts as missed). An object to be ignored (a COCO crowd region, a VOC
-``difficult`` object) marks its cell :data:`IGNORE`, masked out of every loss, unless a real object
+``difficult`` object) marks its cell :data:`IGNORED_CELL`, masked out of every loss, unless a real object
 holds that cell, and goes to the evaluation as a region that counts neither way.
 """
 
@@ -34,7 +34,8 @@ from l2t.data.splits import DataSplits
 from l2t.errors import L2TError
 from l2t.types import DetectionTask, SegmentationTask
 
-IGNORE = 255
+IGNORE = 255  # a segmentation mask's void label (Pascal VOC's)
+IGNORED_CELL = -1  # a detection grid cell no loss is taken on (never a class: COCO-format sets can have 255+)
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,8 @@ def encode_boxes(boxes: torch.Tensor, labels: torch.Tensor, size: tuple[int, int
                  ignore: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One image's boxes ``(k, 4)`` (xyxy, pixels) and labels ``(k,)`` -> cell classes ``(Gh, Gw)``
     (0 = background) and box targets ``(Gh, Gw, 4)`` (zero at background cells). An object flagged
-    in ``ignore`` (a crowd region, a difficult object) marks its cell :data:`IGNORE` unless a real
-    object holds it: no loss is taken there."""
+    in ``ignore`` (a crowd region, a difficult object) marks its cell :data:`IGNORED_CELL` unless a
+    real object holds it: no loss is taken there."""
     gh, gw = size[0] // stride, size[1] // stride
     cls = torch.zeros(gh, gw, dtype=torch.long)
     target = torch.zeros(gh, gw, 4)
@@ -121,7 +122,7 @@ def encode_boxes(boxes: torch.Tensor, labels: torch.Tensor, size: tuple[int, int
         target[i, j] = torch.tensor([cx - j, cy - i, np.log(w / stride), np.log(h / stride)])
     for i, j in ignored:
         if cls[i, j] == 0:
-            cls[i, j] = IGNORE
+            cls[i, j] = IGNORED_CELL
     return cls, target
 
 
@@ -158,6 +159,9 @@ def dense_splits(name: str, task: SegmentationTask | DetectionTask, splits: dict
         else:
             boxes, labels, *flags = targets
             ignore = flags[0] if flags else [torch.zeros(len(lab), dtype=torch.bool) for lab in labels]
+            if not len(boxes) == len(labels) == len(ignore) == len(x) or any(
+                    not len(b) == len(lab) == len(ig) for b, lab, ig in zip(boxes, labels, ignore)):
+                raise L2TError(f"{name}: {split} has images, boxes, labels and ignore flags of different counts")
             check_stride(name, task.input_shape[1], task.stride)
             check_stride(name, task.input_shape[2], task.stride)
             bad = [int(lab.min()) for lab in labels if len(lab) and (lab.min() < 1 or lab.max() >= task.num_classes)]
@@ -167,7 +171,7 @@ def dense_splits(name: str, task: SegmentationTask | DetectionTask, splits: dict
             y = torch.stack([c for c, _ in enc])
             # a mask only where some object is ignored, so that other data sets' batches stay as they were
             examples[split] = TensorExamples(x, y, aux=torch.stack([t for _, t in enc]),
-                                             ignore_index=IGNORE if any(ig.any() for ig in ignore) else None)
+                                             ignore_index=IGNORED_CELL if any(ig.any() for ig in ignore) else None)
             objects[split] = list(zip(boxes, labels, ignore))
     return DataSplits(name, examples["train"], examples["dev"], examples["test"], task, objects=objects or None)
 

@@ -171,7 +171,8 @@ def read_voc_detection(
     """Images ``(N, 3, size, size)`` uint8 and one ``{"boxes": (k, 4) float32 xyxy, "labels": (k,)
     long in 1..20, "ignore": (k,) bool}`` per image, for the ids of ``ImageSets/Main/<split>.txt``, in
     the list's order. ``ignore`` flags the ``difficult`` objects (none with ``keep_difficult``): no
-    detector is trained on them and the evaluation ignores them, as VOC's protocol does. Boxes are
+    detector is trained on them and the evaluation ignores them, as VOC's protocol does (by
+    ``COCOeval``'s crowd rule, which matches by the intersection over the detection's area). Boxes are
     scaled by the decoded image's size (the XML's ``<size>`` is not used)."""
     size, folder = check_size(size), find_voc_root(root)
     ids = read_split_list(folder, "Main", split)
