@@ -27,7 +27,8 @@ from l2t.errors import L2TError
 from l2t.distributed import ALONE, World, allreduce_sum
 from l2t.evaluate import evaluate
 from l2t.inner import no_coeffs, rollout
-from l2t.io import finite_or_none, require_tensorboard, save_tensors, write_csv, write_json, write_jsonl, write_tensorboard
+from l2t.io import (finite_or_none, remove_stale_temporaries, require_tensorboard, save_tensors, write_csv, write_json,
+                    write_jsonl, write_tensorboard)
 from l2t.losses import LEARNED, LOSSES, SCHEDULES, create_loss, cross_entropy, masked_sum
 from l2t.pytree import all_finite
 from l2t.runs import check_run_dir, check_tokenizer, init_run, save_tokenizer
@@ -210,6 +211,7 @@ def record_student(cfg: Config, data: DataSplits, loss: LossSpec, seed: int, run
     res = train_student(cfg, data, loss, seed, on_step=on_step, keep_weights=True, record_steps=True)
     scores = test_scores(cfg, data, res.weights)
     run = init_run(run_dir, cfg)
+    remove_stale_temporaries(run)  # of an earlier, killed write into this folder
     save_tokenizer(run, data.tokenizer)
     write_jsonl(run / "metrics.jsonl", res.steps)
     write_csv(run / "metrics.csv", res.steps)
