@@ -249,8 +249,9 @@ def write_tensorboard(run_dir: str | Path, records: list[dict], keys: list[str] 
                 old.unlink()
             write(final)
             return
-        # written aside, then swapped in by two renames; a kill leaves the old folder or the new
-        # one (and a temporary folder that the next resume deletes)
+        # written aside, then swapped in by two renames: a kill leaves the old folder or the new
+        # one, or (between the renames) both as temporaries, which the next run into this folder
+        # deletes before it writes the events again from the whole history
         tmp = Path(tempfile.mkdtemp(prefix=f"{_TB_PREFIX}new-", suffix=TMP_SUFFIX, dir=run_dir))
         os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it 0700
         old = tmp.with_name(tmp.name.replace(f"{_TB_PREFIX}new-", f"{_TB_PREFIX}old-"))

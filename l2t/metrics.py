@@ -77,7 +77,8 @@ def coco_map(detections: list, truth: list, num_classes: int) -> tuple[float, fl
     ``(boxes xyxy, scores, labels)`` against per-image true ``(boxes xyxy, labels[, ignore])``.
     Objects flagged in ``ignore`` go to ``COCOeval`` as ``iscrowd``: they count in no recall, and a
     detection matched to one counts neither as right nor as wrong (COCO's rule for crowd regions,
-    under which a detection matches one when its intersection covers half the detection's area)."""
+    under which a detection matches one when their intersection covers the IoU threshold's share of
+    the detection's area)."""
     coco_mod, eval_mod = _require("pycocotools.coco"), _require("pycocotools.cocoeval")
 
     def xywh(box):
