@@ -135,6 +135,7 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict 
         # copies: safetensors refuses tensors that share memory (a teacher saved twice, say)
         tensors = {k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in tensors.items()}
         save_file(tensors, tmp, metadata={"l2t": json.dumps(meta or {})})
+        os.chmod(tmp, 0o666 & ~_UMASK)  # safetensors writes a new file of mode 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -138,3 +138,12 @@ def test_tensorboard_through_a_symlinked_folder_replaces_its_events_in_place(tmp
     events = sorted(p.name for p in shared.iterdir() if p.name.startswith("events"))
     assert len(events) == 1 and (shared / events[0]).read_text() == "loss 1.0 0\nloss 1.0 1\n"
     assert (shared / "keep.txt").exists() and (run / "tensorboard").is_symlink()
+
+
+def test_checkpoints_get_the_mode_a_plain_open_gives(tmp_path):
+    import l2t.io as io
+
+    save_tensors(tmp_path / "a.safetensors", {"w": torch.ones(2)})
+    write_json(tmp_path / "a.json", {})
+    for name in ("a.safetensors", "a.json"):  # other users can read a shared run folder's files alike
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~io._UMASK, name
