@@ -241,8 +241,8 @@ def cmd_check_grad(args: argparse.Namespace) -> int:
         raise L2TError(f"--directions must be at least 1, got {args.directions}")
     device = resolve_device(args.device or "cpu")
     cfg = check_config(student=args.student, teacher=args.teacher, steps=args.steps, every=args.every,
-                       seed=args.seed or 0, momentum=0.9 if args.momentum is None else args.momentum,
-                       device=str(device), overrides=args.overrides)
+                       seed=args.seed or 0, device=str(device), overrides=args.overrides,
+                       **({} if args.momentum is None else {"momentum": args.momentum}))
     if args.momentum is not None and cfg.inner.optimizer != "sgd":
         raise L2TError(f"--momentum is momentum SGD's; the student's optimizer here is {cfg.inner.optimizer} "
                        "(set its moments with --set inner.betas=...)")

@@ -35,6 +35,12 @@ def _read_umask() -> int:
 _UMASK = _read_umask()  # read once: setting it, even for an instant, races with other threads
 
 
+def _plain_mode(path: str | Path, folder: bool = False) -> None:
+    """Give a temporary file (or folder) the mode a plain ``open`` (or ``mkdir``) would have given
+    it under this process's umask, before it is renamed into place."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~_UMASK)
+
+
 def _atomic_target(path: Path) -> tuple[int, str]:
     """A temporary file beside ``path``, with the mode a plain ``open`` would give it (mkstemp
     makes it 0600)."""
@@ -43,7 +49,7 @@ def _atomic_target(path: Path) -> tuple[int, str]:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     except OSError as e:
         raise L2TError(f"cannot write {path}: {e.strerror or e}") from None
-    os.chmod(tmp, 0o666 & ~_UMASK)
+    _plain_mode(tmp)
     return fd, tmp
 
 
@@ -135,7 +141,7 @@ def save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict 
         # copies: safetensors refuses tensors that share memory (a teacher saved twice, say)
         tensors = {k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in tensors.items()}
         save_file(tensors, tmp, metadata={"l2t": json.dumps(meta or {})})
-        os.chmod(tmp, 0o666 & ~_UMASK)  # safetensors writes a new file of mode 0600
+        _plain_mode(tmp)  # safetensors writes a new file of mode 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -254,7 +260,7 @@ def write_tensorboard(run_dir: str | Path, records: list[dict], keys: list[str] 
         # one, or (between the renames) both as temporaries, which the next run into this folder
         # deletes before it writes the events again from the whole history
         tmp = Path(tempfile.mkdtemp(prefix=f"{_TB_PREFIX}new-", suffix=TMP_SUFFIX, dir=run_dir))
-        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it 0700
+        _plain_mode(tmp, folder=True)  # mkdtemp makes it 0700
         old = tmp.with_name(tmp.name.replace(f"{_TB_PREFIX}new-", f"{_TB_PREFIX}old-"))
         try:
             write(tmp)

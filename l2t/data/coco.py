@@ -88,7 +88,7 @@ def read_coco_detection(
 
     per_image: dict[int, list[dict]] = {r["id"]: [] for r in records}
     for j, a in enumerate(annotations):
-        if a.get("iscrowd", 0) not in (0, 1) or isinstance(a.get("iscrowd"), (bool, float)):
+        if "iscrowd" in a and not (_is_int(a["iscrowd"]) and a["iscrowd"] in (0, 1)):
             raise L2TError(f"COCO annotations {path}: annotations[{j}] has iscrowd {a.get('iscrowd')!r} (expected 0 or 1)")
         if not (_is_int(a["image_id"]) and a["image_id"] in known and _is_int(a["category_id"])
                 and a["category_id"] in label_of):

@@ -237,7 +237,7 @@ def _image_splits(name: str, kind: str, task, train: tuple, test: tuple, dev_siz
             return x, split[1][idx]
         targets = [split[1][i] for i in idx.tolist()]
         return (x, [t["boxes"] for t in targets], [t["labels"] for t in targets],
-                [t.get("ignore", torch.zeros(len(t["labels"]), dtype=torch.bool)) for t in targets])
+                [t["ignore"] for t in targets])
 
     return dense_splits(name, task, {"train": pick(train, train_idx), "dev": pick(train, dev_idx),
                                      "test": pick(test, torch.arange(n_test))})
