@@ -113,6 +113,18 @@ class InnerConfig:
     box_weight: float = _key(1.0, "detection: weight of the fixed box term (smooth L1) added to the taught class loss",
                              at_least(0))
 
+    def __post_init__(self) -> None:
+        # A key of the other optimizer would be silently ignored: an error, unless it is the
+        # default (a resolved config.json carries every key).
+        defaults = {f.name: (f.default_factory() if f.default is dataclasses.MISSING else f.default)
+                    for f in dataclasses.fields(self)}
+        unused = ["momentum"] if self.optimizer == "adam" else ["betas", "eps"]
+        for name in unused:
+            if getattr(self, name) != defaults[name]:
+                owner = "sgd" if name == "momentum" else "adam"
+                raise L2TError(f"config inner.{name} is for inner.optimizer = {owner!r}; the student's optimizer "
+                               f"here is {self.optimizer!r}, which would ignore it")
+
 
 @dataclass(frozen=True)
 class TeacherConfig:

@@ -153,8 +153,12 @@ def cases(tmp):
         ("check-grad-every-0", ["check-grad", "--every", "0"], "teacher.state_every must be at least 1"),
         ("check-grad-momentum-1", ["check-grad", "--momentum", "1.0"], "inner.momentum must be in [0, 1)"),
         ("check-grad-steps-0", ["check-grad", "--steps", "0"], "inner.steps must be at least 1"),
-        ("check-grad-momentum-adam", ["check-grad", "--momentum", "0.5", "--set", "inner.optimizer=adam"],
+        ("check-grad-momentum-adam", ["check-grad", "--momentum", "0.9", "--set", "inner.optimizer=adam"],
          "--momentum is momentum SGD's"),
+        ("check-grad-momentum-adam-config", ["check-grad", "--momentum", "0.5", "--set", "inner.optimizer=adam"],
+         "inner.momentum is for inner.optimizer = 'sgd'"),
+        ("train-betas-under-sgd", ["train", "--loss", "ce", "--set", "inner.betas=[0.5, 0.9]"],
+         "inner.betas is for inner.optimizer = 'adam'"),
         ("check-grad-directions-0", ["check-grad", "--directions", "0"], "--directions must be at least 1"),
         # data
         ("npz-nan-label", ["train", "--loss", "ce", "--data", npz(tmp / "n.npz", y_train=np.r_[np.nan, np.arange(299) % 3])],

@@ -42,11 +42,23 @@ def test_saved_config_loads_back(tmp_path):
         (["seed=true"], "config seed: expected int, got True"),
         (["inner=3"], "config inner: expected a section"),
         (["justtext"], "bad override"),
+        # a key of the other optimizer would be ignored
+        (["inner.optimizer=adam", "inner.momentum=0.5"], r"inner.momentum is for inner.optimizer = 'sgd'.*'adam'"),
+        (["inner.betas=[0.5, 0.9]"], r"inner.betas is for inner.optimizer = 'adam'.*'sgd'"),
+        (["inner.eps=1e-6"], r"inner.eps is for inner.optimizer = 'adam'"),
     ],
 )
 def test_bad_configs(overrides, message):
     with pytest.raises(L2TError, match=message):
         load_config(overrides=overrides)
+
+
+def test_the_other_optimizers_defaults_pass():
+    # a resolved config.json carries every key at its default, so it loads back under either optimizer
+    adam = load_config(overrides=["inner.optimizer=adam", "inner.betas=[0.9, 0.98]", "inner.eps=1e-6"])
+    assert adam.inner.momentum == 0.9 and adam.inner.betas == [0.9, 0.98]
+    sgd = load_config(overrides=["inner.momentum=0.5"])
+    assert sgd.inner.betas == [0.9, 0.999] and sgd.inner.eps == 1e-8
 
 
 def test_bad_config_files(tmp_path):
