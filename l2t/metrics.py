@@ -45,7 +45,7 @@ def segmentation_scores(student, params: Params, buffers: Params, batches) -> di
         preds.append(b.real(out.argmax(-1)))
         targets.append(b.real(b.targets))
     miou, per_class = iou_scores(torch.cat(preds), torch.cat(targets), student.task.num_classes)
-    return {"test_miou": miou, "test_iou": [None if math.isnan(v) else v for v in per_class]}
+    return {"miou": miou, "iou": [None if math.isnan(v) else v for v in per_class]}
 
 
 @torch.no_grad()
@@ -116,4 +116,4 @@ def detection_scores(student, params: Params, buffers: Params, batches, truth: l
         logits, boxes = student.apply(params, buffers, b.inputs, "eval", aux=True)[0]
         detections += detect(logits, boxes, student.task.stride)
     map50, map_ = coco_map(detections, truth, student.task.num_classes)
-    return {"test_map50": map50, "test_map": map_}
+    return {"map50": map50, "map": map_}

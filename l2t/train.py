@@ -231,13 +231,16 @@ def record_student(cfg: Config, data: DataSplits, loss: LossSpec, seed: int, run
 
 
 def dense_scores(student, data: DataSplits, weights: tuple[Params, Params], split: str) -> dict:
-    """mIoU (segmentation) or mAP (detection) of ``split`` (:mod:`l2t.metrics`), keyed ``test_*``."""
+    """mIoU (segmentation) or mAP (detection) of ``split`` (:mod:`l2t.metrics`), keyed
+    ``{split}_miou`` and ``{split}_iou``, or ``{split}_map50`` and ``{split}_map``."""
     from l2t.metrics import detection_scores, segmentation_scores
 
     batches = getattr(data, split).chunks(EVAL_BATCH)
     if data.task.kind == "segmentation":
-        return segmentation_scores(student, *weights, batches)
-    return detection_scores(student, *weights, batches, data.objects[split])
+        scores = segmentation_scores(student, *weights, batches)
+    else:
+        scores = detection_scores(student, *weights, batches, data.objects[split])
+    return {f"{split}_{k}": v for k, v in scores.items()}
 
 
 def tuning_error(cfg: Config, data: DataSplits, loss: LossSpec, seed: int) -> float:
@@ -249,7 +252,7 @@ def tuning_error(cfg: Config, data: DataSplits, loss: LossSpec, seed: int) -> fl
     res = train_student(cfg, data, loss, seed, keep_weights=True)
     if res.diverged:
         return 1.0
-    key = "test_miou" if data.task.kind == "segmentation" else "test_map50"
+    key = "dev_miou" if data.task.kind == "segmentation" else "dev_map50"
     return 1 - dense_scores(build_student(cfg, data), data, res.weights, "dev")[key]
 
 

@@ -355,3 +355,20 @@ def test_balanced_dev_cross_entropy_weighs_background_and_objects_half_each():
     assert torch.allclose(torch.where(mask, values, 0).sum() / mask.sum(), want)
     assert torch.equal(create_objective("balanced_ce")(outputs, torch.zeros_like(targets)),
                        create_objective("ce")(outputs, torch.zeros_like(targets)))
+
+
+def test_dense_scores_are_named_by_their_split_and_tuning_reads_dev():
+    from l2t.build import build_student, load_splits
+    from l2t.config import load_config
+    from l2t.train import dense_scores, parse_loss, train_student, tuning_error
+
+    cfg = load_config(overrides={"data.name": "digits-seg", "data.options": {"canvas": 16}, "data.train_size": 32,
+                                 "data.dev_size": 8, "data.test_size": 8, "student.name": "unet",
+                                 "student.options": {"widths": [4, 4]}, "inner.steps": 4, "inner.batch_size": 8})
+    data = load_splits(cfg)
+    loss = parse_loss("ce")
+    res = train_student(cfg, data, loss, 0, keep_weights=True)
+    student = build_student(cfg, data)
+    dev, test = dense_scores(student, data, res.weights, "dev"), dense_scores(student, data, res.weights, "test")
+    assert set(dev) == {"dev_miou", "dev_iou"} and set(test) == {"test_miou", "test_iou"}
+    assert tuning_error(cfg, data, loss, 0) == pytest.approx(1 - dev["dev_miou"])
