@@ -22,34 +22,40 @@ def _common(p: argparse.ArgumentParser, *, data: bool = True, trains: bool = Tru
     from l2t.data import DATASETS
     from l2t.students import STUDENTS
 
+    config_flags: list[tuple[str, str]] = []  # (flag, dest) of the options that make the config (_config)
+
+    def config_arg(flag: str, **kw) -> None:
+        config_flags.append((flag, p.add_argument(flag, **kw).dest))
+
     if data:
-        p.add_argument("--config", help="a TOML config: a file, or a shipped one by name (l2t config --list), e.g. "
-                                        "fashion/fashion_lenet; without it, the shipped config of --data and --student "
-                                        "when there is one, else the defaults (digits, an MLP, the attention teacher)")
-        p.add_argument("--data", help=f"{' | '.join(DATASETS.list())} | FOLDER (IDX, CIFAR or parallel text files) | "
-                                      "FILE.npz | FILE.tsv (l2t list)")
-        p.add_argument("--src", help="parallel text: the source language (data.options.src, e.g. de)")
-        p.add_argument("--tgt", help="parallel text: the target language (data.options.tgt, e.g. en)")
-        p.add_argument("--download", action="store_true",
-                       help="fetch a named public data set (checksummed) into $L2T_DATA_DIR or ~/.cache/l2t first")
-        p.add_argument("--student", help=f"student architecture: {', '.join(STUDENTS.list())}; resets the student's "
-                                         "options from the config")
-        p.add_argument("--teacher", dest="teacher_name", help="the teacher (l2t list); resets the teacher's options")
-        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                       help="override any config value, e.g. --set inner.lr=0.05 (repeatable; l2t config --show lists "
-                            "the keys)")
+        config_arg("--config", help="a TOML config: a file, or a shipped one by name (l2t config --list), e.g. "
+                                    "fashion/fashion_lenet; without it, the shipped config of --data and --student "
+                                    "when there is one, else the defaults (digits, an MLP, the attention teacher)")
+        config_arg("--data", help=f"{' | '.join(DATASETS.list())} | FOLDER (IDX, CIFAR or parallel text files) | "
+                                  "FILE.npz | FILE.tsv (l2t list)")
+        config_arg("--src", help="parallel text: the source language (data.options.src, e.g. de)")
+        config_arg("--tgt", help="parallel text: the target language (data.options.tgt, e.g. en)")
+        config_arg("--download", action="store_true",
+                   help="fetch a named public data set (checksummed) into $L2T_DATA_DIR or ~/.cache/l2t first")
+        config_arg("--student", help=f"student architecture: {', '.join(STUDENTS.list())}; resets the student's "
+                                     "options from the config")
+        config_arg("--teacher", dest="teacher_name", help="the teacher (l2t list); resets the teacher's options")
+        config_arg("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config value, e.g. --set inner.lr=0.05 (repeatable; l2t config --show lists "
+                        "the keys)")
     if trains:
-        p.add_argument("--steps", type=int, help="student training steps (inner.steps)")
-        p.add_argument("--epochs", type=float, help="student training length in epochs of the training split (sets inner.steps)")
-        p.add_argument("--lr", type=float, help="the student's learning rate (inner.lr)")
-        p.add_argument("--batch-size", type=int, help="training batch size (inner.batch_size)")
+        config_arg("--steps", type=int, help="student training steps (inner.steps)")
+        config_arg("--epochs", type=float, help="student training length in epochs of the training split (sets inner.steps)")
+        config_arg("--lr", type=float, help="the student's learning rate (inner.lr)")
+        config_arg("--batch-size", type=int, help="training batch size (inner.batch_size)")
     p.add_argument("--threads", type=int,
                    help=f"CPU threads for torch (default {default_threads()}: one per core, at most {MAX_THREADS}; "
                         "use 1 when other work shares the cores)")
-    p.add_argument("--seed", type=int, help="random seed (default: the config's, 0)")
+    config_arg("--seed", type=int, help="random seed (default: the config's, 0)")
     p.add_argument("--device", help="cpu (default) or cuda[:N]")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.set_defaults(config_flags=config_flags)
 
 
 #: torch's own default is one thread per core; more than this many rarely helps the small students
@@ -127,13 +133,8 @@ def cmd_teach(args: argparse.Namespace) -> int:
     from l2t.teach import teach
 
     if args.resume:
-        given = [flag for flag, value in (("--config", args.config), ("--set", args.overrides), ("--data", args.data),
-                                          ("--student", args.student), ("--teacher", args.teacher_name),
-                                          ("--steps", args.steps), ("--epochs", args.epochs), ("--lr", args.lr),
-                                          ("--batch-size", args.batch_size), ("--seed", args.seed),
-                                          ("--hypergrad", args.hypergrad), ("--src", args.src), ("--tgt", args.tgt),
-                                          ("--download", args.download))
-                 if value not in (None, [], False)]
+        flags = [*args.config_flags, ("--hypergrad", "hypergrad")]
+        given = [flag for flag, dest in flags if getattr(args, dest) not in (None, [], False)]
         if given:
             raise L2TError(f"--resume continues a run with its saved config; it takes no {', '.join(given)}")
     cfg = None if args.resume else _config(args, **{"outer.hypergrad": args.hypergrad})

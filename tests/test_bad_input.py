@@ -212,6 +212,8 @@ def cases(tmp):
          "lenet is an image classifier"),
         ("resume-nothing", ["teach", "--resume", tmp / "nothing"], "cannot resume"),
         ("resume-with-set", ["teach", "--resume", tmp / "nothing", "--set", "outer.average=2"], "it takes no --set"),
+        ("resume-with-flags", ["teach", "--resume", tmp / "nothing", "--tgt", "en", "--epochs", "2", "--hypergrad",
+                               "unrolled", "--seed", "3"], "it takes no --tgt, --epochs, --seed, --hypergrad"),
         ("average-longer-than-run", ["teach", "--set", "outer.average=5"], "averages more steps than the run has"),
         ("average-with-memory", ["teach", "--teacher", "recurrent", "--set", "outer.average=1"],
          "does not apply to teacher recurrent"),
@@ -230,13 +232,14 @@ NAMES = [
     "state-every-0", "widths-string", "widths-zero", "unknown-key", "wrong-type", "dtype", "protocol",
     "outer-optimizer", "lr-schedule", "objective", "hypergrad", "lr-grid", "features", "data-options",
     "config-not-utf8", "config-not-a-table", "config-bad-toml", "config-section-is-a-value", "train-out-under-a-file",
-    "teach-out-is-a-file", "check-grad-every-0", "check-grad-momentum-1", "check-grad-momentum-adam", "check-grad-steps-0",
+    "teach-out-is-a-file", "check-grad-every-0", "check-grad-momentum-1", "check-grad-momentum-adam", "check-grad-momentum-adam-config",
+    "train-betas-under-sgd", "check-grad-steps-0",
     "check-grad-directions-0", "npz-nan-label", "npz-1d-x", "npz-gap-in-labels", "npz-string-array", "idx-label-200",
     "idx-one-based-train", "cifar-float-pixels", "cifar-negative-pixels", "cifar-string-labels", "cifar-label-2-70",
     "cifar-object-array", "teacher-keys-0", "teacher-keys-huge", "teacher-no-name", "teacher-config-is-a-list",
     "teacher-state-every-0", "teacher-state-every-text", "teacher-meta-is-a-list", "teacher-other-classes",
     "teacher-not-a-file", "teacher-garbage", "unknown-loss", "learned-loss-alone", "seq-student-on-images",
-    "image-student-on-sequences", "resume-nothing", "resume-with-set", "average-longer-than-run", "average-with-memory",
+    "image-student-on-sequences", "resume-nothing", "resume-with-set", "resume-with-flags", "average-longer-than-run", "average-with-memory",
 ]
 
 
