@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all test-slow test-gpu check-grad bench bench-compile bench-long bench-gpu bench-distributed data clean
+.PHONY: install demo test test-all test-slow test-gpu check-grad bench bench-compile bench-nmt bench-long bench-gpu bench-distributed data clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -47,6 +47,16 @@ bench-compile: $(STAMP)
 	$(PY) benchmarks/hypergrad_interleaved.py --steps 200 --repeats 3 --json benchmarks/results/hypergrad_interleaved_200.json
 	$(PY) benchmarks/hypergrad_interleaved.py --steps 1000 --repeats 2 --methods reverse checkpoint reverse+compile \
 		checkpoint+compile unrolled torchopt --json benchmarks/results/hypergrad_interleaved_1000.json
+
+# The Transformer student (docs/engines.md "A Transformer student"): T = 200 against torchopt
+# (higher is left out: its graph outgrows a 24 GB machine), then T = 1000 for the l2t methods
+# (the graph-based ones would need ~110 GB); about 20 minutes on 2 cores.
+bench-nmt: $(STAMP)
+	$(PY) -m pip install -q "$(TORCH)" -e ".[bench]"
+	$(PY) benchmarks/hypergrad.py --students transformer --steps 200 --no-precision-floor \
+		--methods reverse checkpoint reversible torchopt --json benchmarks/results/hypergrad_transformer.json
+	$(PY) benchmarks/hypergrad.py --students transformer --steps 1000 --no-precision-floor \
+		--methods reverse checkpoint reversible --json benchmarks/results/hypergrad_transformer_1000.json
 
 bench-long: $(STAMP)
 	$(PY) benchmarks/hypergrad.py --students lenet --steps 10000 --methods checkpoint reversible \

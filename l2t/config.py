@@ -123,7 +123,8 @@ class InnerConfig:
             if getattr(self, name) != defaults[name]:
                 owner = "sgd" if name == "momentum" else "adam"
                 raise L2TError(f"config inner.{name} is for inner.optimizer = {owner!r}; the student's optimizer "
-                               f"here is {self.optimizer!r}, which would ignore it")
+                               f"here is {self.optimizer!r}, which would ignore it (drop the key, or "
+                               f"--set inner.{name}={json.dumps(defaults[name])})")
 
 
 @dataclass(frozen=True)
