@@ -49,8 +49,9 @@ bench-compile: $(STAMP)
 		checkpoint+compile unrolled torchopt --json benchmarks/results/hypergrad_interleaved_1000.json
 
 # The Transformer student (docs/engines.md "A Transformer student"): T = 200 against torchopt
-# (higher is left out: its graph outgrows a 24 GB machine), then T = 1000 for the l2t methods
-# (the graph-based ones would need ~110 GB); about 20 minutes on 2 cores.
+# (higher is left out: its graph would outgrow a 24 GB machine), then T = 1000 for the l2t methods
+# (the graph-based ones would need ~110 GB); about 45 minutes on 2 cores (T = 1000: about 11
+# minutes a method).
 bench-nmt: $(STAMP)
 	$(PY) -m pip install -q "$(TORCH)" -e ".[bench]"
 	$(PY) benchmarks/hypergrad.py --students transformer --steps 200 --no-precision-floor \
