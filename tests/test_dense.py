@@ -280,6 +280,37 @@ def test_voc_and_coco_folders_load_as_dense_data_sets(tmp_path):
         load_data("voc-seg", options={"root": str(tmp_path / "missing")})
 
 
+def test_coco_decodes_only_the_images_its_splits_use(tmp_path, monkeypatch):
+    """train2017 has 118,000 images: a small split must not decode them all. Same splits as the
+    whole read, and an undecodable image outside them is never opened."""
+    import shutil
+
+    import l2t.data.coco as coco_mod
+    from tests.test_dense_readers import write_coco
+
+    root = tmp_path / "coco"
+    for split in ("train2017", "val2017"):
+        images, ann = write_coco(tmp_path / split)
+        shutil.move(images, root / split)
+        (root / "annotations").mkdir(parents=True, exist_ok=True)
+        shutil.move(ann, root / "annotations" / f"instances_{split}.json")
+    whole = load_data("coco-det", dev_size=1, options={"root": str(root), "size": 16})
+    opened = []
+    real_open = coco_mod.open_image
+    monkeypatch.setattr(coco_mod, "open_image", lambda path, *a, **k: opened.append(path.name) or real_open(path, *a, **k))
+    small = load_data("coco-det", dev_size=1, train_size=1, test_size=1, options={"root": str(root), "size": 16})
+    assert small.sizes() == {"train": 1, "dev": 1, "test": 1} and len(opened) == 3
+    for split in ("dev", "test"):  # the same images (the split's first ones) with the same boxes
+        (b, lab, ig), (b2, lab2, ig2) = whole.objects[split][0], small.objects[split][0]
+        assert torch.equal(b, b2) and torch.equal(lab, lab2) and torch.equal(ig, ig2)
+    # val2017's images sorted by id are a.jpg, b.jpg, sub/c.png: test_size=1 takes only a.jpg
+    assert "a.jpg" in opened and opened.count("c.png") <= 1
+    (root / "val2017" / "sub" / "c.png").write_bytes(b"\x00" * 100)
+    load_data("coco-det", dev_size=1, train_size=1, test_size=1, options={"root": str(root), "size": 16})
+    with pytest.raises(L2TError, match="cannot decode image file .*c.png"):
+        load_data("coco-det", dev_size=1, options={"root": str(root), "size": 16})
+
+
 def test_a_dense_data_set_in_the_data_dir_is_read_without_a_download(tmp_path, monkeypatch):
     from tests.test_dense_readers import write_voc
 

@@ -223,20 +223,26 @@ def _hold_out(name: str, n: int, dev_size: int, train_size: int | None, split_se
     return perm[:dev_size], train
 
 
-def _image_splits(name: str, kind: str, task, train: tuple, test: tuple, dev_size: int, train_size, test_size,
+def _image_splits(name: str, kind: str, task, train, test, dev_size: int, train_size, test_size,
                   split_seed: int) -> DataSplits:
-    """``train``/``test``: ``(images uint8 (N, 3, S, S), masks)`` or ``(images, [{"boxes", "labels",
-    "ignore"}])``;
-    the dev split is held out of train."""
-    dev_idx, train_idx = _hold_out(name, len(train[0]), dev_size, train_size, split_seed)
-    n_test = len(test[0]) if test_size is None else min(test_size, len(test[0]))
+    """``train``/``test``: ``(images uint8 (N, 3, S, S), masks)``, ``(images, [{"boxes", "labels",
+    "ignore"}])``, or a reader with ``len()`` and ``take(positions) -> (images, targets)`` that
+    decodes only the images a split uses (:class:`l2t.data.coco.CocoDetection`); the dev split is
+    held out of train."""
+    n_train = len(train) if hasattr(train, "take") else len(train[0])
+    n_all_test = len(test) if hasattr(test, "take") else len(test[0])
+    dev_idx, train_idx = _hold_out(name, n_train, dev_size, train_size, split_seed)
+    n_test = n_all_test if test_size is None else min(test_size, n_all_test)
 
     def pick(split, idx):
-        x = split[0][idx].float() / 255.0
-        if kind == "segmentation":
-            return x, split[1][idx]
-        targets = [split[1][i] for i in idx.tolist()]
-        return (x, [t["boxes"] for t in targets], [t["labels"] for t in targets],
+        if hasattr(split, "take"):
+            images, targets = split.take(idx.tolist())
+        else:
+            images = split[0][idx]
+            if kind == "segmentation":
+                return images.float() / 255.0, split[1][idx]
+            targets = [split[1][i] for i in idx.tolist()]
+        return (images.float() / 255.0, [t["boxes"] for t in targets], [t["labels"] for t in targets],
                 [t["ignore"] for t in targets])
 
     return dense_splits(name, task, {"train": pick(train, train_idx), "dev": pick(train, dev_idx),
@@ -262,16 +268,18 @@ def load_coco(root, *, size: int = 128, dev_size: int | None = None, train_size:
               test_size: int | None = None, split_seed: int = 0, stride: int = 4, max_images: int | None = None) -> DataSplits:
     """COCO detection from a user's folder in the layout of the 2017 release: ``train2017/``,
     ``val2017/`` and ``annotations/instances_{train,val}2017.json``. ``val2017`` is the test split;
-    the dev split is held out of ``train2017`` (``max_images`` keeps the first images of each)."""
+    the dev split is held out of ``train2017`` (``max_images`` keeps the first images of each). Only
+    the images of the splits are decoded: ``train_size`` and ``test_size`` bound the time and
+    memory, not only the split."""
     from pathlib import Path
 
-    from l2t.data.coco import read_coco_detection
+    from l2t.data.coco import CocoDetection
 
     root = Path(root)
-    tr = read_coco_detection(root / "train2017", root / "annotations" / "instances_train2017.json", size, max_images)
-    te = read_coco_detection(root / "val2017", root / "annotations" / "instances_val2017.json", size, max_images)
-    if tr[2] != te[2]:
+    tr = CocoDetection(root / "train2017", root / "annotations" / "instances_train2017.json", size, max_images)
+    te = CocoDetection(root / "val2017", root / "annotations" / "instances_val2017.json", size, max_images)
+    if tr.class_names != te.class_names:
         raise L2TError(f"{root}: train2017 and val2017 annotations list different categories")
-    task = DetectionTask((3, size, size), len(tr[2]), tr[2], stride)
-    dev = min(500, max(1, len(tr[0]) // 5)) if dev_size is None else dev_size
-    return _image_splits("coco-det", "detection", task, tr[:2], te[:2], dev, train_size, test_size, split_seed)
+    task = DetectionTask((3, size, size), len(tr.class_names), tr.class_names, stride)
+    dev = min(500, max(1, len(tr) // 5)) if dev_size is None else dev_size
+    return _image_splits("coco-det", "detection", task, tr, te, dev, train_size, test_size, split_seed)
