@@ -71,16 +71,29 @@ def test_larger_object_keeps_a_shared_cell():
     assert torch.allclose(target[1, 1], torch.tensor([0.0, 0.0, torch.log(torch.tensor(2.0)), torch.log(torch.tensor(2.0))]))
 
 
-def test_an_ignored_object_marks_its_cell_ignored_unless_a_real_object_holds_it():
-    # a larger ignored object listed first shares cell (1, 1) with a real one; another is alone in (3, 3)
-    boxes = torch.tensor([[0.0, 0.0, 8.0, 8.0], [1.0, 1.0, 7.0, 7.0], [8.0, 8.0, 16.0, 16.0]])
+def test_an_ignored_object_marks_its_cells_ignored_unless_a_real_object_holds_them():
+    # a larger ignored object listed first covers cells (0..1, 0..1) and shares (1, 1) with a real
+    # one; a small ignored object lies alone in cell (3, 3)
+    boxes = torch.tensor([[0.0, 0.0, 8.0, 8.0], [1.0, 1.0, 7.0, 7.0], [13.0, 13.0, 15.0, 15.0]])
     cls, target = encode_boxes(boxes, torch.tensor([2, 3, 5]), (16, 16), 4, torch.tensor([True, False, True]))
     assert cls[1, 1] == 3 and cls[3, 3] == IGNORED_CELL and not target[3, 3].any()
-    assert int((cls != 0).sum()) == 2  # one object cell, one ignored cell
+    assert cls[0, 0] == cls[0, 1] == cls[1, 0] == IGNORED_CELL  # the crowd's other cells: no background loss
+    assert int((cls == IGNORED_CELL).sum()) == 4 and int((cls > 0).sum()) == 1 and not (cls[2:, :3] != 0).any()
     assert torch.allclose(target[1, 1], torch.tensor([0.0, 0.0, torch.log(torch.tensor(1.5)), torch.log(torch.tensor(1.5))]))
     examples = TensorExamples(torch.zeros(1, 1, 16, 16), cls[None], aux=target[None], ignore_index=IGNORED_CELL)
     batch = examples.take(torch.arange(1))
-    assert not batch.mask[0, 3, 3] and int(batch.mask.sum()) == 15 and batch.targets[0, 3, 3] == 0
+    assert not batch.mask[0, 3, 3] and not batch.mask[0, 0, 0] and int(batch.mask.sum()) == 12
+    assert batch.targets[0, 3, 3] == 0
+    # a box holding no cell centre ignores its own cell; a box's edge through a cell's centre
+    # counts as inside; a crowd over the whole image ignores every cell but the real object's
+    one = torch.tensor([1])
+    cls, _ = encode_boxes(torch.tensor([[3.0, 3.0, 5.0, 5.0]]), one, (16, 16), 4, torch.tensor([True]))
+    assert cls[1, 1] == IGNORED_CELL and int((cls == IGNORED_CELL).sum()) == 1
+    cls, _ = encode_boxes(torch.tensor([[2.0, 2.0, 6.0, 6.0]]), one, (16, 16), 4, torch.tensor([True]))
+    assert (cls[:2, :2] == IGNORED_CELL).all() and int((cls == IGNORED_CELL).sum()) == 4
+    cls, _ = encode_boxes(torch.tensor([[0.0, 0.0, 16.0, 16.0], [4.0, 4.0, 8.0, 8.0]]), torch.tensor([1, 2]),
+                          (16, 16), 4, torch.tensor([True, False]))
+    assert cls[1, 1] == 2 and int((cls == IGNORED_CELL).sum()) == 15
 
 
 def test_map_ignores_crowd_and_difficult_objects():
@@ -105,14 +118,16 @@ def test_voc_difficult_objects_are_masked_in_training_and_ignored_in_evaluation(
     boxes, labels, ignore = det.objects["test"][0]
     assert labels.tolist() == [12, 15] and ignore.tolist() == [False, True]
     # the train list's difficult objects (a person in 2007_000001, a monitor in 2007_000003) are in
-    # train or dev; 2007_000001 is also the test split
+    # train or dev; 2007_000001 is also the test split. At 16x16 (4x4 cells of 4 pixels) the person,
+    # x 4..16 and y 2.7..16, holds 9 cell centres, one of them the dog's cell: 8 masked cells; the
+    # monitor, x 0.5..4.8 and y 0.3..3.4, holds one
     masked = {}
     for name in ("train", "dev", "test"):
         split = getattr(det, name)
         batch = split.take(torch.arange(len(split)))
         masked[name] = 0 if batch.mask is None else int((~batch.mask).sum())
         assert int((batch.targets == 15).sum()) == int((batch.targets == 20).sum()) == 0  # no object cells
-    assert masked["test"] == 1 and masked["train"] + masked["dev"] == 2
+    assert masked["test"] == 8 and masked["train"] + masked["dev"] == 9
     with pytest.raises(L2TError, match="different counts"):
         dense_splits("x", det.task, {s: (torch.zeros(1, 3, 16, 16), [boxes], [labels], [ignore[:1]])
                                      for s in ("train", "dev", "test")})

@@ -18,8 +18,9 @@ canvases from the items' test split: no item appears in two splits.
 An object's cell is the one holding its box centre; of two objects in one cell the larger keeps it
 (the composites never have two; a VOC or COCO image can, and then the smaller object is only in
 the evaluation, where it counts as missed). An object to be ignored (a COCO crowd region, a VOC
-``difficult`` object) marks its cell :data:`IGNORED_CELL`, masked out of every loss, unless a real object
-holds that cell, and goes to the evaluation as a region that counts neither way.
+``difficult`` object) marks :data:`IGNORED_CELL` its own cell and every cell whose centre lies inside
+its box, masked out of every loss, unless a real object holds the cell, and goes to the evaluation
+as a region that counts neither way.
 """
 
 from __future__ import annotations
@@ -99,8 +100,9 @@ def encode_boxes(boxes: torch.Tensor, labels: torch.Tensor, size: tuple[int, int
                  ignore: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One image's boxes ``(k, 4)`` (xyxy, pixels) and labels ``(k,)`` -> cell classes ``(Gh, Gw)``
     (0 = background) and box targets ``(Gh, Gw, 4)`` (zero at background cells). An object flagged
-    in ``ignore`` (a crowd region, a difficult object) marks its cell :data:`IGNORED_CELL` unless a
-    real object holds it: no loss is taken there."""
+    in ``ignore`` (a crowd region, a difficult object) marks :data:`IGNORED_CELL` its own cell and
+    every cell whose centre lies inside its box, unless a real object holds the cell: no loss is
+    taken there, so a crowd of people is not taught as background."""
     gh, gw = size[0] // stride, size[1] // stride
     cls = torch.zeros(gh, gw, dtype=torch.long)
     target = torch.zeros(gh, gw, 4)
@@ -113,8 +115,11 @@ def encode_boxes(boxes: torch.Tensor, labels: torch.Tensor, size: tuple[int, int
             continue
         cx, cy = (x0 + x1) / 2 / stride, (y0 + y1) / 2 / stride
         i, j = min(int(cy), gh - 1), min(int(cx), gw - 1)
-        if skip:
+        if skip:  # its own cell, and every cell whose centre lies inside its box
             ignored.append((i, j))
+            rows = range(max(0, int(np.ceil(y0 / stride - 0.5))), min(gh, int(np.floor(y1 / stride - 0.5)) + 1))
+            cols = range(max(0, int(np.ceil(x0 / stride - 0.5))), min(gw, int(np.floor(x1 / stride - 0.5)) + 1))
+            ignored.extend((r, c) for r in rows for c in cols)
             continue
         if cls[i, j] and area[i, j] >= w * h:
             continue  # the larger object keeps the cell
