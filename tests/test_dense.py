@@ -94,6 +94,9 @@ def test_an_ignored_object_marks_its_cells_ignored_unless_a_real_object_holds_th
     cls, _ = encode_boxes(torch.tensor([[0.0, 0.0, 16.0, 16.0], [4.0, 4.0, 8.0, 8.0]]), torch.tensor([1, 2]),
                           (16, 16), 4, torch.tensor([True, False]))
     assert cls[1, 1] == 2 and int((cls == IGNORED_CELL).sum()) == 15
+    # rows from y, columns from x: a wide flat crowd marks one row, on a grid of 4 rows by 2 columns
+    cls, _ = encode_boxes(torch.tensor([[0.0, 0.0, 8.0, 5.0]]), one, (16, 8), 4, torch.tensor([True]))
+    assert cls.shape == (4, 2) and (cls[0] == IGNORED_CELL).all() and not cls[1:].any()
 
 
 def test_map_ignores_crowd_and_difficult_objects():
@@ -296,11 +299,15 @@ def test_voc_and_coco_folders_load_as_dense_data_sets(tmp_path):
 
 
 def test_coco_decodes_only_the_images_its_splits_use(tmp_path, monkeypatch):
-    """train2017 has 118,000 images: a small split must not decode them all. Same splits as the
-    whole read, and an undecodable image outside them is never opened."""
+    """train2017 has 118,000 images: a small split must not decode them all. The splits equal the
+    eager reader's, an undecodable image outside them is never opened, and every annotation is
+    still checked."""
+    import json
     import shutil
 
     import l2t.data.coco as coco_mod
+    from l2t.data.coco import read_coco_detection
+    from l2t.data.dense import _image_splits
     from tests.test_dense_readers import write_coco
 
     root = tmp_path / "coco"
@@ -309,21 +316,34 @@ def test_coco_decodes_only_the_images_its_splits_use(tmp_path, monkeypatch):
         shutil.move(images, root / split)
         (root / "annotations").mkdir(parents=True, exist_ok=True)
         shutil.move(ann, root / "annotations" / f"instances_{split}.json")
-    whole = load_data("coco-det", dev_size=1, options={"root": str(root), "size": 16})
     opened = []
     real_open = coco_mod.open_image
-    monkeypatch.setattr(coco_mod, "open_image", lambda path, *a, **k: opened.append(path.name) or real_open(path, *a, **k))
+    monkeypatch.setattr(coco_mod, "open_image",
+                        lambda path, *a, **k: opened.append(path.relative_to(root).as_posix()) or real_open(path, *a, **k))
     small = load_data("coco-det", dev_size=1, train_size=1, test_size=1, options={"root": str(root), "size": 16})
     assert small.sizes() == {"train": 1, "dev": 1, "test": 1} and len(opened) == 3
-    for split in ("dev", "test"):  # the same images (the split's first ones) with the same boxes
-        (b, lab, ig), (b2, lab2, ig2) = whole.objects[split][0], small.objects[split][0]
-        assert torch.equal(b, b2) and torch.equal(lab, lab2) and torch.equal(ig, ig2)
-    # val2017's images sorted by id are a.jpg, b.jpg, sub/c.png: test_size=1 takes only a.jpg
-    assert "a.jpg" in opened and opened.count("c.png") <= 1
+    # val2017's images sorted by id are a.jpg, b.jpg, sub/c.png: test_size=1 takes a.jpg alone
+    assert [o for o in opened if o.startswith("val2017/")] == ["val2017/a.jpg"]
+    # the same splits as the eager reader's tuples, to the bit
+    ann = root / "annotations"
+    tr = read_coco_detection(root / "train2017", ann / "instances_train2017.json", 16)
+    te = read_coco_detection(root / "val2017", ann / "instances_val2017.json", 16)
+    eager = _image_splits("coco-det", "detection", small.task, tr[:2], te[:2], 1, 1, 1, 0)
+    for split in ("train", "dev", "test"):
+        a, b = getattr(eager, split).take(torch.arange(1)), getattr(small, split).take(torch.arange(1))
+        assert torch.equal(a.inputs, b.inputs) and torch.equal(a.targets, b.targets) and torch.equal(a.aux, b.aux)
+        for x, y in zip(eager.objects[split][0], small.objects[split][0]):
+            assert torch.equal(x, y)
     (root / "val2017" / "sub" / "c.png").write_bytes(b"\x00" * 100)
     load_data("coco-det", dev_size=1, train_size=1, test_size=1, options={"root": str(root), "size": 16})
     with pytest.raises(L2TError, match="cannot decode image file .*c.png"):
         load_data("coco-det", dev_size=1, options={"root": str(root), "size": 16})
+    # a bad box of an image outside every split is still an error
+    data = json.loads((ann / "instances_val2017.json").read_text())
+    data["annotations"].append({"id": 99, "image_id": 12, "category_id": 1, "bbox": [1, 1, -2, 2]})
+    (ann / "instances_val2017.json").write_text(json.dumps(data))
+    with pytest.raises(L2TError, match=r"bad bbox \[1, 1, -2, 2\] for image id 12"):
+        load_data("coco-det", dev_size=1, train_size=1, test_size=1, options={"root": str(root), "size": 16})
 
 
 def test_a_dense_data_set_in_the_data_dir_is_read_without_a_download(tmp_path, monkeypatch):

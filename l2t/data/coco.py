@@ -65,7 +65,8 @@ class CocoDetection:
 
     ``len()`` is the number of images (the first ``max_images`` by id); :meth:`take` decodes the
     images at the given positions of that id order. So a split of 5,000 images out of train2017's
-    118,000 decodes 5,000, and every annotation is still checked."""
+    118,000 decodes 5,000, and every annotation is still checked, bboxes included, also those of
+    images past ``max_images``: a bad one is an error wherever it is."""
 
     def __init__(self, images_dir: str | Path, annotations_json: str | Path, size: int,
                  max_images: int | None = None):

@@ -114,7 +114,7 @@ def encode_boxes(boxes: torch.Tensor, labels: torch.Tensor, size: tuple[int, int
         if w <= 0 or h <= 0:
             continue
         cx, cy = (x0 + x1) / 2 / stride, (y0 + y1) / 2 / stride
-        i, j = min(int(cy), gh - 1), min(int(cx), gw - 1)
+        i, j = min(max(int(cy), 0), gh - 1), min(max(int(cx), 0), gw - 1)
         if skip:  # its own cell, and every cell whose centre lies inside its box
             ignored.append((i, j))
             rows = range(max(0, int(np.ceil(y0 / stride - 0.5))), min(gh, int(np.floor(y1 / stride - 0.5)) + 1))
