@@ -270,9 +270,7 @@ def test_dense_hypergradients_are_exact(student, teacher):
 
 
 def test_voc_and_coco_folders_load_as_dense_data_sets(tmp_path):
-    import shutil
-
-    from tests.test_dense_readers import write_coco, write_voc
+    from tests.test_dense_readers import write_coco_2017, write_voc
 
     voc = write_voc(tmp_path / "voc")
     (voc / "ImageSets/Main/val.txt").write_text("2007_000003\n")
@@ -284,12 +282,7 @@ def test_voc_and_coco_folders_load_as_dense_data_sets(tmp_path):
     det = load_data("voc-det", dev_size=1, options={"root": str(tmp_path / "voc"), "size": 16})
     assert det.task.grid == (4, 4) and len(det.objects["test"]) == 1 and det.train.aux.shape[1:] == (4, 4, 4)
 
-    root = tmp_path / "coco"
-    for split in ("train2017", "val2017"):
-        images, ann = write_coco(tmp_path / split)
-        shutil.move(images, root / split)
-        (root / "annotations").mkdir(parents=True, exist_ok=True)
-        shutil.move(ann, root / "annotations" / f"instances_{split}.json")
+    root = write_coco_2017(tmp_path)
     coco = load_data("coco-det", dev_size=1, options={"root": str(root), "size": 16})
     assert coco.class_names == ("background", "person", "airplane", "toothbrush") and coco.sizes()["test"] == 3
     with pytest.raises(L2TError, match="coco-det has no --download"):
@@ -303,19 +296,13 @@ def test_coco_decodes_only_the_images_its_splits_use(tmp_path, monkeypatch):
     eager reader's, an undecodable image outside them is never opened, and every annotation is
     still checked."""
     import json
-    import shutil
 
     import l2t.data.coco as coco_mod
     from l2t.data.coco import read_coco_detection
     from l2t.data.dense import _image_splits
-    from tests.test_dense_readers import write_coco
+    from tests.test_dense_readers import write_coco_2017
 
-    root = tmp_path / "coco"
-    for split in ("train2017", "val2017"):
-        images, ann = write_coco(tmp_path / split)
-        shutil.move(images, root / split)
-        (root / "annotations").mkdir(parents=True, exist_ok=True)
-        shutil.move(ann, root / "annotations" / f"instances_{split}.json")
+    root = write_coco_2017(tmp_path)
     opened = []
     real_open = coco_mod.open_image
     monkeypatch.setattr(coco_mod, "open_image",

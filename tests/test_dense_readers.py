@@ -253,6 +253,20 @@ def write_coco(root, **changes):
     return images_dir, path
 
 
+def write_coco_2017(tmp_path):
+    """A COCO folder in the 2017 layout (``train2017/``, ``val2017/``, ``annotations/``), both
+    splits the fixture of :func:`write_coco`; returns its root."""
+    import shutil
+
+    root = tmp_path / "coco"
+    for split in ("train2017", "val2017"):
+        images, ann = write_coco(tmp_path / split)
+        shutil.move(images, root / split)
+        (root / "annotations").mkdir(parents=True, exist_ok=True)
+        shutil.move(ann, root / "annotations" / f"instances_{split}.json")
+    return root
+
+
 def test_coco_detection(tmp_path):
     images_dir, path = write_coco(tmp_path)
     images, targets, names = read_coco_detection(images_dir, path, S)
