@@ -209,7 +209,7 @@ def record_student(cfg: Config, data: DataSplits, loss: LossSpec, seed: int, run
     if isinstance(loss, TaughtLoss) and loss.path:  # a teacher of translation reads the token ids of its own run
         check_tokenizer(Path(loss.path).parent, data.tokenizer)
     res = train_student(cfg, data, loss, seed, on_step=on_step, keep_weights=True, record_steps=True)
-    scores = test_scores(cfg, data, res.weights)
+    scores = task_scores(cfg, data, res.weights)
     run = init_run(run_dir, cfg)
     remove_stale_temporaries(run)  # of an earlier, killed write into this folder
     save_tokenizer(run, data.tokenizer)
@@ -256,14 +256,16 @@ def tuning_error(cfg: Config, data: DataSplits, loss: LossSpec, seed: int) -> fl
     return 1 - dense_scores(build_student(cfg, data), data, res.weights, "dev")[key]
 
 
-def test_scores(cfg: Config, data: DataSplits, weights: tuple[Params, Params]) -> dict:
-    """The task's own test scores besides the error: BLEU for translation (:func:`test_bleu`), mIoU
-    for segmentation, mAP for detection."""
+def task_scores(cfg: Config, data: DataSplits, weights: tuple[Params, Params]) -> dict:
+    """The task's own scores besides the error: test BLEU for translation (:func:`test_bleu`); mIoU
+    (segmentation) or mAP (detection) of the dev split and of the test split, so that a user who
+    tunes by hand reads the dev score that :func:`tuning_error` ranks by."""
     if data.tokenizer is not None:
         return test_bleu(cfg, data, weights)
     if data.task.kind not in ("segmentation", "detection"):
         return {}
-    return dense_scores(build_student(cfg, data), data, weights, "test")
+    student = build_student(cfg, data)
+    return dense_scores(student, data, weights, "dev") | dense_scores(student, data, weights, "test")
 
 
 def test_bleu(cfg: Config, data: DataSplits, weights: tuple[Params, Params]) -> dict:

@@ -241,6 +241,7 @@ def test_tiny_dense_teach_and_train_end_to_end(tmp_path, capsys, data, student, 
     summary = json.loads((tmp_path / "teacher" / "summary.json").read_text())
     key = "test_miou" if student == "unet" else "test_map50"
     assert 0 <= summary[key] <= 1
+    assert 0 <= summary[key.replace("test", "dev")] <= 1  # the dev score a user tunes by
     _cli(["report", str(tmp_path), "--out", str(tmp_path / "report")], capsys)
     text = (tmp_path / "report" / "report.md").read_text()
     assert ("Test mIoU (%)" if student == "unet" else "Test mAP@0.5 (%)") in text and "paper (" not in text
