@@ -63,6 +63,18 @@ def test_schedule_teacher_matches_central_finite_differences(method, objective):
     assert set(res.grads) == {"gain", "smoothing"} and all(g.abs().min() > 0 for g in res.grads.values())
 
 
+@pytest.mark.parametrize("method", ["reverse", "unrolled", "checkpoint", "reversible"])
+def test_schedule_teacher_with_class_offsets_matches_central_finite_differences(method):
+    """The per-class offsets (one weight per class, shared by every phase) under every exact method."""
+    from l2t.gradcheck import _teacher_options
+
+    options = _teacher_options("schedule", 0) | {"class_offset": True, "init_offset": [0.1 * (i % 3) for i in range(10)]}
+    res = check_method(method, steps=12, every=4, directions=4, teacher="schedule", overrides={"teacher.options": options})
+    assert res.max_rel_error < 1e-6, res.rel_errors
+    assert res.jumps == 0
+    assert set(res.grads) == {"gain", "smoothing", "offset"} and res.grads["offset"].abs().min() > 0
+
+
 def test_finite_differences_catch_a_walk_that_forgets_momentum(monkeypatch):
     """The check is not vacuous: a backward walk that drops the velocity adjoint is caught."""
     from l2t.hypergrad.base import BackwardWalk

@@ -164,3 +164,43 @@ def test_schedule_teacher_projects_onto_nonnegative_gain_and_smoothing_in_0_1():
     a = AttentionTeacher(3, 6)
     params = teacher_params(a)
     assert a.project(params) is params
+
+
+def test_schedule_teacher_class_offset_scales_rows_and_starts_at_cross_entropy(tmp_path):
+    """``class_offset``: row ``y`` of Φ is scaled by ``exp(o_y − ō)``; ``o = 0`` is the plain schedule
+    (so cross entropy's start), a common shift of the offsets changes nothing, the factored form
+    equals the dense one, and the offsets round-trip."""
+    from l2t.losses import create_loss
+
+    plain = ScheduleTeacher(4, 7, knots=2, init_gain=[1.0, 2.0], init_smoothing=[0.1, 0.3]).double()
+    zero = ScheduleTeacher(4, 7, knots=2, init_gain=[1.0, 2.0], init_smoothing=[0.1, 0.3], class_offset=True).double()
+    s = torch.rand(7, dtype=torch.float64)
+    torch.testing.assert_close(zero(s)[0], plain(s)[0])
+    offset = [0.5, -1.0, 0.0, 2.0]
+    t = ScheduleTeacher(4, 7, knots=2, init_gain=[1.0, 2.0], init_smoothing=[0.1, 0.3], class_offset=True,
+                        init_offset=offset).double()
+    o = torch.tensor(offset, dtype=torch.float64)
+    torch.testing.assert_close(t(s)[0], (o - o.mean()).exp().unsqueeze(-1) * plain(s)[0])
+    shifted = ScheduleTeacher(4, 7, knots=2, init_gain=[1.0, 2.0], init_smoothing=[0.1, 0.3], class_offset=True,
+                              init_offset=[v + 3.0 for v in offset]).double()
+    torch.testing.assert_close(shifted(s)[0], t(s)[0])
+    factored = ScheduleTeacher(4, 7, knots=2, init_gain=[1.0, 2.0], init_smoothing=[0.1, 0.3], class_offset=True,
+                               init_offset=offset, factored=True).double()
+    loss = create_loss("bilinear", **t.loss_kwargs())
+    z, y = torch.randn(9, 4, dtype=torch.float64), torch.tensor([0, 1, 2, 3, 1, 0, 2, 1, 3])
+    torch.testing.assert_close(loss(z, y, t(s)[0]), loss(z, y, factored(s)[0]))
+    # class 1's examples pull their own offset one way and the others (through the mean) the other;
+    # the gradient has no component along a common shift
+    params = {k: v.detach().requires_grad_() for k, v in teacher_params(t).items()}
+    phi = torch.func.functional_call(t, params, (s,))[0]
+    only_class_1 = y == 1
+    grad = torch.autograd.grad(loss(z[only_class_1], y[only_class_1], phi).sum(), params["offset"])[0]
+    assert (grad[1] * grad[[0, 2, 3]] < 0).all()
+    torch.testing.assert_close(grad.sum(), torch.zeros((), dtype=torch.float64))
+    params["offset"] = params["offset"].detach() + 0.25
+    save_teacher(tmp_path / "t.safetensors", t, params, name="schedule", state_every=5)
+    loaded = load_teacher(tmp_path / "t.safetensors")
+    assert loaded.teacher.class_offset
+    torch.testing.assert_close(loaded.params["offset"].double(), torch.tensor(offset, dtype=torch.float64) + 0.25)
+    with pytest.raises(ValueError, match="init_offset has 3 values for 4 classes"):
+        ScheduleTeacher(4, 7, class_offset=True, init_offset=[0.0, 0.0, 0.0])

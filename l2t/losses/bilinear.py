@@ -12,7 +12,8 @@ def factored_logit(logp: torch.Tensor, targets: torch.Tensor, coeffs: dict) -> t
     """``y⃗ᵀ Φ log p`` for a factored ``Φ = diag(d) + u·11ᵀ + U Wᵀ`` without forming the ``C × C``
     matrix: ``d[y] log p_y + u Σ_j log p_j + U[y]·(Wᵀ log p)``, O(C·k) per position.
 
-    ``coeffs``: ``diag`` (a scalar or ``(C,)``), optionally ``uniform`` (a scalar) and ``U``, ``W``
+    ``coeffs``: ``diag`` (a scalar or ``(C,)``), optionally ``uniform`` (a scalar, or ``(C,)``: one
+    value per row ``y``) and ``U``, ``W``
     (``(C, k)`` each). For a vocabulary of thousands this is the form a teacher sets (the
     schedule teacher's ``Φ = c·g·((1 − ε)·I + ε/C)`` is ``diag = c·g·(1 − ε)``,
     ``uniform = c·g·ε/C``); docs/method.md §5."""
@@ -20,7 +21,8 @@ def factored_logit(logp: torch.Tensor, targets: torch.Tensor, coeffs: dict) -> t
     d = coeffs["diag"]
     z = (d[targets] if d.dim() else d) * lp_y
     if "uniform" in coeffs:
-        z = z + coeffs["uniform"] * logp.sum(-1)
+        u = coeffs["uniform"]
+        z = z + (u[targets] if u.dim() else u) * logp.sum(-1)
     if "U" in coeffs:
         z = z + (coeffs["U"][targets] * (logp @ coeffs["W"])).sum(-1)
     return z

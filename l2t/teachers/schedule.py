@@ -13,6 +13,17 @@ attention teacher's ``C²·N + N·|s|`` (1,130 for 10 classes and 10 keys): a wh
 hypergradient is summed into a few weights, each shared by many phases, and one optimiser step
 moves the schedule as a whole. Trained through whole runs (``outer.protocol = "full"``), it sees
 the long-horizon effect that short episodes miss (README, "A teacher with four weights").
+
+``class_offset = True`` adds one weight per class, constant over the run: row ``y`` of ``Φ_t``
+(the loss of an example of class ``y``) is scaled by ``exp(o_y − ō)``, ``ō`` the offsets' mean,
+
+    Φ_t = c · g(t/T) · diag(exp(o − ō)) · ((1 − ε(t/T))·I + ε(t/T)/C),
+
+a per-class offset on the log gain, started at ``o = 0`` (cross entropy's point unchanged). Near
+``c·I`` it weights each class's gradient by ``exp(o_y − ō)``: the teacher can spend more of the run
+on a hard class (Fashion-MNIST's shirts) and less on an easy one. The offsets are centred so that
+they only move weight between classes: a common shift would duplicate the gain ``g`` (and, under
+Adam, move the overall scale at several times its step).
 """
 
 from __future__ import annotations
@@ -54,6 +65,8 @@ class ScheduleTeacher(Teacher):
         init_gain: float | list[float] = 1.0,
         init_smoothing: float | list[float] = 0.0,
         factored: bool | None = None,
+        class_offset: bool = False,
+        init_offset: float | list[float] = 0.0,
     ) -> None:
         super().__init__()
         if knots < 1:
@@ -66,6 +79,9 @@ class ScheduleTeacher(Teacher):
         self.factored = num_classes > FACTORED_ABOVE if factored is None else factored
         self.gain = nn.Parameter(self._knots(init_gain, "init_gain"))
         self.smoothing = nn.Parameter(self._knots(init_smoothing, "init_smoothing"))
+        self.class_offset, self.init_offset = class_offset, init_offset
+        if class_offset:
+            self.offset = nn.Parameter(self._per_class(init_offset))
         if not self.factored:
             self.register_buffer("eye", torch.eye(num_classes), persistent=False)
 
@@ -75,19 +91,30 @@ class ScheduleTeacher(Teacher):
             raise ValueError(f"{name} has {len(values)} values for {self.knots} knots")
         return torch.tensor(values)
 
+    def _per_class(self, value: float | list[float]) -> torch.Tensor:
+        values = [float(value)] * self.num_classes if isinstance(value, (int, float)) else [float(v) for v in value]
+        if len(values) != self.num_classes:
+            raise ValueError(f"init_offset has {len(values)} values for {self.num_classes} classes")
+        return torch.tensor(values)
+
     def reset_parameters(self) -> None:
         with torch.no_grad():
             self.gain.copy_(self._knots(self.init_gain, "init_gain"))
             self.smoothing.copy_(self._knots(self.init_smoothing, "init_smoothing"))
+            if self.class_offset:
+                self.offset.copy_(self._per_class(self.init_offset))
 
     def forward(self, features: torch.Tensor, memory: None = None) -> tuple[torch.Tensor, None]:
         """``features (|s|,)`` -> ``Φ (C, C)``; only ``features[0] = t/T`` is read."""
         t = features[0].item()
         g, e = interpolate(self.gain, t), interpolate(self.smoothing, t)
+        if self.class_offset:
+            g = g * (self.offset - self.offset.mean()).exp()  # (C,): one gain per row y of Φ
         if self.factored:
             return {"diag": self.base * g * (1 - e), "uniform": self.base * g * e / self.num_classes}, memory
         eye = self.eye.to(self.gain.dtype)
-        return self.base * g * ((1 - e) * eye + e / self.num_classes), memory
+        rows = g.unsqueeze(-1) if g.dim() else g
+        return self.base * rows * ((1 - e) * eye + e / self.num_classes), memory
 
     def loss_kwargs(self) -> dict:
         return {"scale": 4.0 / self.base}
@@ -103,4 +130,5 @@ class ScheduleTeacher(Teacher):
         return dict(
             num_classes=self.num_classes, state_dim=self.state_dim, knots=self.knots, base=self.base,
             init_gain=self.init_gain, init_smoothing=self.init_smoothing, factored=self.factored,
+            class_offset=self.class_offset, init_offset=self.init_offset,
         )
