@@ -22,8 +22,7 @@ the long-horizon effect that short episodes miss (README, "A teacher with four w
 a per-class offset on the log gain, started at ``o = 0`` (cross entropy's point unchanged). Near
 ``c·I`` it weights each class's gradient by ``exp(o_y − ō)``: the teacher can spend more of the run
 on a hard class (Fashion-MNIST's shirts) and less on an easy one. The offsets are centred so that
-they only move weight between classes: a common shift would duplicate the gain ``g`` (and, under
-Adam, move the overall scale at several times its step).
+they only move weight between classes: a common shift would duplicate the gain ``g``.
 """
 
 from __future__ import annotations
@@ -49,7 +48,15 @@ def interpolate(knots: torch.Tensor, t: float) -> torch.Tensor:
     return knots[i] + (knots[i + 1] - knots[i]) * (pos - i)
 
 
-@TEACHERS.register("schedule", doc="a gradient scale and a label smoothing, piecewise linear in t/T (2·knots weights)")
+def _vector(value: float | list[float], n: int, name: str, unit: str) -> torch.Tensor:
+    """An option given as one value (repeated ``n`` times) or ``n`` values, as a tensor."""
+    values = [float(value)] * n if isinstance(value, (int, float)) else [float(v) for v in value]
+    if len(values) != n:
+        raise ValueError(f"{name} has {len(values)} values for {n} {unit}")
+    return torch.tensor(values)
+
+
+@TEACHERS.register("schedule", doc="a gradient scale and a label smoothing, piecewise linear in t/T (2·knots weights, + one per class with class_offset)")
 class ScheduleTeacher(Teacher):
     """``gain (knots,)`` and ``smoothing (knots,)``, started at ``init_gain`` and ``init_smoothing``
     (scalars, or one value per knot)."""
@@ -86,16 +93,10 @@ class ScheduleTeacher(Teacher):
             self.register_buffer("eye", torch.eye(num_classes), persistent=False)
 
     def _knots(self, value: float | list[float], name: str) -> torch.Tensor:
-        values = [float(value)] * self.knots if isinstance(value, (int, float)) else [float(v) for v in value]
-        if len(values) != self.knots:
-            raise ValueError(f"{name} has {len(values)} values for {self.knots} knots")
-        return torch.tensor(values)
+        return _vector(value, self.knots, name, "knots")
 
     def _per_class(self, value: float | list[float]) -> torch.Tensor:
-        values = [float(value)] * self.num_classes if isinstance(value, (int, float)) else [float(v) for v in value]
-        if len(values) != self.num_classes:
-            raise ValueError(f"init_offset has {len(values)} values for {self.num_classes} classes")
-        return torch.tensor(values)
+        return _vector(value, self.num_classes, "init_offset", "classes")
 
     def reset_parameters(self) -> None:
         with torch.no_grad():
